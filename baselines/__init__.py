@@ -1,0 +1,1 @@
+"""Built-in methods. Importing this package registers them in ``magbench.registry.METHODS``."""

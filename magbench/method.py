@@ -1,0 +1,167 @@
+"""The method contract: what a video generator implements to be benchmarked.
+
+A method is streaming. For each sample the harness calls::
+
+    method.reset(sample)              # prompt, seed, resolution, fps
+    method.memorize(context)          # T x 3 x H x W float in [0, 1]: the frames it has seen
+    for block in method.generate(n):  # yields k x 3 x H x W blocks as they are produced
+        ...                           # the harness times each block
+    method.memory_bytes()             # bytes its memory (KV cache, ...) holds now
+
+A complete method in 20 lines::
+
+    from magbench.method import Method, MethodNeeds
+    from magbench.registry import register_method
+
+    @register_method("hold-first")
+    class HoldFirst(Method):
+        description = "Shows the first context frame forever."
+        needs = MethodNeeds(gpu=False)
+
+        def reset(self, sample):
+            super().reset(sample)
+            self._first = None
+
+        def memorize(self, frames):
+            if self._first is None:
+                self._first = frames[:1].to(self.device)
+
+        def generate(self, num_frames):
+            for start in range(0, num_frames, 4):
+                yield self._first.expand(min(4, num_frames - start), -1, -1, -1)
+
+        def memory_bytes(self):
+            return 0 if self._first is None else self._first.numel() * self._first.element_size()
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Iterator
+
+import torch
+
+from magbench.hub import HubArtifact
+
+
+@dataclass(frozen=True)
+class MethodNeeds:
+    """What a method needs before it can load: checked by the CLI without loading anything.
+
+    ``ground_truth``: the method reads the target frames (the oracle); the harness hands them over
+    through :meth:`Method.reveal` and reports mark such a method as a ceiling, never a contender.
+    """
+
+    gpu: bool = False
+    weights: tuple[HubArtifact, ...] = ()
+    ground_truth: bool = False
+
+    def missing_weights(self) -> list[HubArtifact]:
+        return [w for w in self.weights if not w.is_present()]
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    """What a method is told about the sample it is about to continue."""
+
+    sample_id: str
+    prompt: str
+    seed: int
+    height: int
+    width: int
+    fps: float
+    num_context: int
+    num_target: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Method(ABC):
+    """Base class of every benchmarked method. Subclass, register, done.
+
+    Class attributes describe the method: ``name`` (set by the registry), a one-line
+    ``description``, ``needs``, ``resolution`` ((H, W) it generates at, or None to take the
+    dataset's frames as they are), and ``kind`` ("method", "floor" or "ceiling" for sanity methods).
+    Keyword arguments of ``__init__`` are the method's options; they are recorded in the run
+    manifest through :meth:`config`, so keep them JSON-serialisable.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    needs: ClassVar[MethodNeeds] = MethodNeeds()
+    resolution: ClassVar[tuple[int, int] | None] = None
+    kind: ClassVar[str] = "method"
+
+    def __init__(self, **options: Any) -> None:
+        self.options: dict[str, Any] = dict(options)
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.sample: SampleInfo | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        """Load weights onto ``device`` in ``dtype``. Called once per run, before any sample."""
+        self.device = torch.device(device)
+        self.dtype = dtype
+
+    def reset(self, sample: SampleInfo) -> None:
+        """Forget everything about the previous sample and prepare for ``sample``."""
+        self.sample = sample
+
+    @abstractmethod
+    def memorize(self, frames: torch.Tensor) -> None:
+        """Take in context frames, T x 3 x H x W, float in [0, 1]. May be called more than once."""
+
+    @abstractmethod
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        """Yield blocks of frames (k x 3 x H x W, [0, 1]) until ``num_frames`` are produced.
+
+        Yield each block as soon as it exists: the harness measures time per block.
+        """
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the method's memory of the video so far (its KV cache, say)."""
+        return 0
+
+    def reveal(self, target: torch.Tensor) -> None:
+        """Only for methods whose ``needs.ground_truth`` is set: the frames to reproduce."""
+        raise NotImplementedError
+
+    def timings(self) -> dict[str, float]:
+        """Optional extra timings for the last ``generate`` (seconds), e.g. {"decode_s": 1.2}."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """Everything that identifies this method's outputs (recorded; a change means a new run)."""
+        return {"name": self.name, "options": dict(sorted(self.options.items()))}
+
+    def close(self) -> None:
+        """Free device memory; the harness calls it at the end of a run."""
+
+
+@dataclass
+class MethodInfo:
+    """A row of `magbench methods`."""
+
+    name: str
+    description: str
+    gpu: bool
+    weights_present: bool | None  # None: needs no weights
+    builtin: bool
+    kind: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def describe(name: str, cls: type[Method], builtin: bool) -> MethodInfo:
+    weights = cls.needs.weights
+    present = None if not weights else all(w.is_present() for w in weights)
+    return MethodInfo(
+        name=name,
+        description=(cls.description or (cls.__doc__ or "").strip().split("\n")[0]),
+        gpu=cls.needs.gpu,
+        weights_present=present,
+        builtin=builtin,
+        kind=cls.kind,
+    )

@@ -1,0 +1,81 @@
+"""The MAG-Bench replay protocol: which frames a method sees and which it must reproduce.
+
+Official rule (MAG's evaluation), for a video of T frames at 16 fps and a caption duration D s:
+
+* keep the first ``((T + 3) // 12) * 12 - 3`` frames (a whole number of 3-latent-frame blocks of
+  the Wan VAE: 1 + 4k pixel frames with k + 1 a multiple of 3);
+* switch frame ``s = floor(D * 0.75 * 16)``, snapped up to the next ``12k - 3``:
+  ``s = ceil((s + 3) / 12) * 12 - 3``;
+* context = frames ``[0, s)``, target = frames ``[s, kept)``.
+
+A video with 9 frames or fewer, or whose switch is not before its end, is rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from magbench.errors import SampleError
+
+FPS = 16
+BLOCK_PIXEL_FRAMES = 12  # 3 latent frames x 4 (Wan VAE temporal stride)
+BLOCK_OFFSET = 3  # the VAE's first latent frame covers 1 pixel frame, not 4
+
+
+@dataclass(frozen=True)
+class Split:
+    kept: int  # frames used from the start of the video
+    switch: int  # first target frame
+
+    @property
+    def num_context(self) -> int:
+        return self.switch
+
+    @property
+    def num_target(self) -> int:
+        return self.kept - self.switch
+
+
+@dataclass(frozen=True)
+class ReplayProtocol:
+    """``switch_fraction`` 0.75 and ``fps`` 16 are the official values; others are options."""
+
+    switch_fraction: float = 0.75
+    fps: int = FPS
+    use_correspondences: bool = True
+
+    @property
+    def id(self) -> str:
+        """A short identifier: runs with different ids are never averaged together."""
+        frac = "" if self.switch_fraction == 0.75 else f"-f{self.switch_fraction:g}"
+        fps = "" if self.fps == FPS else f"-{self.fps}fps"
+        return f"magbench-replay-v1{frac}{fps}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **asdict(self)}
+
+    @staticmethod
+    def kept_frames(num_frames: int) -> int:
+        return (num_frames + BLOCK_OFFSET) // BLOCK_PIXEL_FRAMES * BLOCK_PIXEL_FRAMES - BLOCK_OFFSET
+
+    def switch_frame(self, duration_sec: float) -> int:
+        # Same expression order as the reference so that float rounding agrees.
+        s = math.floor(duration_sec * self.switch_fraction * float(self.fps))
+        return math.ceil((s + BLOCK_OFFSET) / BLOCK_PIXEL_FRAMES) * BLOCK_PIXEL_FRAMES - BLOCK_OFFSET
+
+    def split(self, num_frames: int, duration_sec: float, name: str = "video") -> Split:
+        kept = self.kept_frames(num_frames)
+        if kept <= 9:
+            raise SampleError(
+                f"{name}: {num_frames} frames keep {max(kept, 0)} under the replay protocol; "
+                "more than 9 are needed"
+            )
+        switch = self.switch_frame(duration_sec)
+        if switch >= kept:
+            raise SampleError(
+                f"{name}: switch frame {switch} (duration {duration_sec:g} s) is not before the "
+                f"end ({kept} frames kept of {num_frames}); the video is too short for its duration"
+            )
+        return Split(kept=kept, switch=switch)

@@ -1,0 +1,1 @@
+"""Built-in metrics. Importing this package registers them in ``magbench.registry.METRICS``."""

@@ -1,0 +1,1 @@
+"""Leaderboards, HTML reports and run comparisons."""
