@@ -1,0 +1,3 @@
+from magbench.cli import main
+
+main()
