@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests are hermetic: caches point into a temporary folder and the hub is
+offline, so nothing here can reach (or wait for) the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+_SESSION_CACHE = Path(os.environ.get("PYTEST_MAGBENCH_CACHE", "")) if os.environ.get("PYTEST_MAGBENCH_CACHE") else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("env")
+    old = {k: os.environ.get(k) for k in ("MAGBENCH_CACHE", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_HOME", "TORCH_HOME")}
+    os.environ["MAGBENCH_CACHE"] = str(root / "magbench")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HOME"] = str(root / "hf")
+    os.environ["HF_HUB_CACHE"] = str(root / "hf" / "hub")
+    os.environ["TORCH_HOME"] = str(root / "torch")
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """A small synthetic leave-and-return set (3 videos, 10 s, 64x112), written once."""
+    from magbench.data.synthetic import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, SynthConfig(n=3, height=64, width=112, seconds=10.0, seed=0))
+    return out
+
+
+# Metrics that need no downloaded weights: the LPIPS family runs on the lpips package's
+# random backbone (pnet_rand) in tests.
+TEST_METRICS = "psnr,ssim,lpips,bestmatch,correspondence"
+TEST_METRIC_OPTS = ["lpips.random_weights=true", "bestmatch.random_weights=true", "correspondence.random_weights=true"]

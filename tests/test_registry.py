@@ -1,0 +1,37 @@
+import pytest
+
+from magbench.errors import UnknownNameError
+from magbench.registry import METHODS, Registry, list_methods
+
+
+def test_builtin_sanity_methods_are_listed():
+    assert {"oracle", "repeat-last", "replay-context"} <= set(list_methods())
+
+
+def test_unknown_method_suggests_the_closest_names():
+    with pytest.raises(UnknownNameError, match="Did you mean: replay-context"):
+        METHODS.get("replay-contxt")
+
+
+def test_pattern_filters_names():
+    assert list_methods("repeat*") == ["repeat-last"]
+    assert "replay-context" in list_methods("replay")
+
+
+def test_module_colon_attribute_loads_a_local_class():
+    cls = METHODS.get("magbench.baselines.sanity:RepeatLast")
+    assert cls.__name__ == "RepeatLast"
+    with pytest.raises(UnknownNameError, match="has no attribute"):
+        METHODS.get("magbench.baselines.sanity:Nope")
+
+
+def test_decorator_registers_and_duplicate_names_are_refused():
+    reg = Registry("thing", "magbench.test-group-that-does-not-exist")
+
+    @reg.register("a")
+    class A:
+        pass
+
+    assert reg.get("a") is A
+    with pytest.raises(Exception, match="registered twice"):
+        reg.register("a")(type("B", (), {}))
