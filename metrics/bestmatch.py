@@ -33,7 +33,6 @@ Two implementations give the LPIPS matrix D[i, j] = LPIPS(generated[i], gt[j]):
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import torch
@@ -204,7 +203,3 @@ class BestMatch(Metric):
             extra={"bestmatch_indices": idx.cpu().tolist()},
         )
 
-
-def extrapolate(seconds: float, done_pairs: int, all_pairs: int) -> float:
-    """Time for ``all_pairs`` from a measurement over ``done_pairs`` (linear per pair)."""
-    return seconds / max(done_pairs, 1) * all_pairs if done_pairs else math.nan

@@ -69,9 +69,10 @@ def build_lpips(
     otherwise the torchvision ImageNet AlexNet is read from ``weights_dir`` or torch.hub's
     checkpoints folder, after checking it is there.
     """
+    # Checked before importing anything heavy: a missing file must fail at once.
+    path = None if random_weights else resolve_weights(ALEXNET, weights_dir) / ALEXNET_FILE
     import lpips
 
-    path = None if random_weights else resolve_weights(ALEXNET, weights_dir) / ALEXNET_FILE
     # pretrained=False / pnet_rand=True: lpips must neither download AlexNet itself nor unpickle
     # its linear layers without weights_only; both are loaded below.
     with warnings.catch_warnings():  # torchvision's deprecation notice for `pretrained=`

@@ -178,9 +178,9 @@ def load_clip_visual(
     folder = None if random_weights else resolve_weights(CLIP, weights_dir)
     import open_clip
 
-    model = open_clip.create_model("ViT-B-32", pretrained=None, force_quick_gelu=True)
-    if folder is not None:
-        open_clip.load_checkpoint(model, str(folder / "open_clip_model.safetensors"), strict=True)
+    # A file path as `pretrained` makes open_clip read it itself (safetensors) without any lookup.
+    weights = None if folder is None else str(folder / "open_clip_model.safetensors")
+    model = open_clip.create_model("ViT-B-32", pretrained=weights, force_quick_gelu=True)
     return model.visual.eval().requires_grad_(False).to(device)
 
 
