@@ -83,7 +83,11 @@ def _print_summary(summary) -> None:
     keys: list[str] = []
     for r in recs:
         keys += [k for k in r.get("metrics", {}) if k not in keys]
-    table = Table(title=f"{summary.run_dir}  ({summary.ok} ok, {summary.failed} failed, {summary.done_before} resumed)")
+    console.print(
+        f"[bold]{summary.run_dir}[/]: {summary.ok} ok, {summary.failed} failed "
+        f"({summary.done_before} already done before this invocation)"
+    )
+    table = Table()
     table.add_column("metric")
     table.add_column("mean", justify="right")
     for k in keys:

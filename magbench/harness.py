@@ -177,6 +177,8 @@ class Harness:
             )
         if self.method.needs.gpu and not self.device.startswith("cuda"):
             log.warning("method %r is meant for a GPU; on %s it will be slow", config.method, self.device)
+        # Random-weight backbones (tests, benchmarks) must be the same in every process.
+        torch.manual_seed(config.seed)
         self.metrics, self.skipped_metrics = create_metrics(
             self.metric_names, self.device, config.metric_options, self._default_metrics
         )
@@ -246,6 +248,7 @@ class Harness:
             todo = [s for s in todo_from if s.sample_id not in done]
             new: list[dict[str, Any]] = []
             if todo:
+                torch.manual_seed(self.config.seed)
                 self.method.load(self.device, DTYPES[self.dtype_name])
                 try:
                     for rec in _progress(todo, progress, f"{self.config.method}"):
@@ -416,7 +419,9 @@ class Harness:
             correspondences=corr, seconds_since_leave=seconds, fps=float(self.config.protocol.fps),
         )
         total = MetricResult()
-        with torch.inference_mode():
+        # no_grad rather than inference_mode: a metric may use autograd internally (to derive
+        # interpolation weights, say), which inference mode forbids.
+        with torch.no_grad():
             for m in self.metrics:
                 total.merge(m(inputs))
         record["metrics"] = total.values
