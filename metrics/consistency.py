@@ -151,20 +151,24 @@ class DinoExtractor:
         self.model, self.chunk, self.antialias, self.quantize = model, chunk, antialias, quantize
 
     @torch.no_grad()
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """CLS feature of already preprocessed images (what VBench's ``model(image)`` returns)."""
         m = self.model
-        device = next(m.parameters()).device
         patch = m.patch_embed.proj.kernel_size[0]
+        tokens = m.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        tokens = m.patch_embed.norm(tokens)
+        tokens = torch.cat([m.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1)
+        tokens = tokens + dino_pos_embed(m.pos_embed, x.shape[-2], x.shape[-1], patch)
+        tokens = m.norm_pre(m.patch_drop(m.pos_drop(tokens)))
+        return m.norm(m.blocks(tokens))[:, 0]
+
+    @torch.no_grad()
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        device = next(self.model.parameters()).device
         out = []
         for s in range(0, frames.shape[0], self.chunk):
             x = dino_preprocess(frames[s : s + self.chunk].to(device), self.antialias, self.quantize)
-            tokens = m.patch_embed.proj(x).flatten(2).transpose(1, 2)
-            tokens = m.patch_embed.norm(tokens)
-            tokens = torch.cat([m.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1)
-            tokens = tokens + dino_pos_embed(m.pos_embed, x.shape[-2], x.shape[-1], patch)
-            tokens = m.norm_pre(m.patch_drop(m.pos_drop(tokens)))
-            tokens = m.norm(m.blocks(tokens))
-            out.append(tokens[:, 0])
+            out.append(self.embed(x))
         return torch.cat(out)
 
 

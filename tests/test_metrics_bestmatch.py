@@ -1,0 +1,128 @@
+"""MAG best-match: cached == naive, matching direction, parity with pytorch_msssim.
+
+The AlexNet trunk is randomly initialised (no weights can be downloaded here); the lpips linear
+layers are the real ones from the lpips package.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from pytorch_msssim import ssim as ms_ssim
+
+from magbench.metrics.base import MetricInputs
+from magbench.metrics.bestmatch import BestMatch, lpips_matrix_cached, lpips_matrix_naive
+from magbench.metrics.common import PSNR_CAP
+
+
+def _frames(n: int, h: int = 48, w: int = 72, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    # Smooth-ish random frames: distinct enough that LPIPS between two of them is far from 0.
+    low = torch.rand(n, 3, h // 8, w // 8, generator=g)
+    x = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+    return (x + 0.15 * torch.rand(n, 3, h, w, generator=g)).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def metric() -> BestMatch:
+    torch.manual_seed(7)
+    return BestMatch(random_weights=True, chunk=3)
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 48, 72), (4, 4, 37, 53)])
+def test_cached_lpips_matrix_equals_naive_float32(metric: BestMatch, shape):
+    n, m, h, w = shape
+    gen, gt = _frames(n, h, w, seed=1), _frames(m, h, w, seed=2)
+    gt[1] = gen[0]  # one exact pair: the expansion must still give ~0 there
+    naive = lpips_matrix_naive(metric.model, gen, gt)
+    for chunk in (1, 3, 8):
+        cached = lpips_matrix_cached(metric.model, gen, gt, chunk=chunk)
+        assert cached.shape == (n, m)
+        assert (cached - naive).abs().max().item() < 1e-5
+        assert torch.equal(cached.argmin(1), naive.argmin(1))
+    assert naive[0, 1].item() < 1e-6 and naive.max().item() > 1e-2
+
+
+def test_naive_rows_subset_matches_full_matrix_rows(metric: BestMatch):
+    gen, gt = _frames(4, seed=3), _frames(4, seed=4)
+    full = lpips_matrix_naive(metric.model, gen, gt)
+    part = lpips_matrix_naive(metric.model, gen, gt, rows=[2, 0])
+    torch.testing.assert_close(part, full[[2, 0]])
+
+
+def test_shuffled_ground_truth_is_recovered_exactly(metric: BestMatch):
+    gt = _frames(6, seed=5)
+    perm = [3, 0, 5, 1, 4, 2]
+    gen = gt[perm].clone()
+    res = metric(MetricInputs(generated=gen, target=gt))
+    assert res.extra["bestmatch_indices"] == perm
+    assert res.values["bestmatch_lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert res.values["bestmatch_psnr"] == PSNR_CAP
+    assert res.values["bestmatch_ssim"] == pytest.approx(1.0, abs=1e-6)
+    for key, info in BestMatch.key_info.items():
+        assert res.values[key] == pytest.approx(info["best"], abs=1e-6)
+        assert len(res.per_frame[key]) == 6
+
+
+def test_each_generated_frame_is_matched_not_each_ground_truth_frame(metric: BestMatch):
+    # The reference indexes the generated frames: a video repeating one ground-truth frame is
+    # matched perfectly everywhere (the other ground-truth frames go unused).
+    gt = _frames(4, seed=6)
+    gen = gt[[2, 2, 2, 0]].clone()
+    res = metric(MetricInputs(generated=gen, target=gt))
+    assert res.extra["bestmatch_indices"] == [2, 2, 2, 0]
+    assert res.values["bestmatch_lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert res.values["bestmatch_psnr"] == PSNR_CAP
+
+
+def test_scores_on_matched_pairs_follow_the_reference_formulas(metric: BestMatch):
+    gt = _frames(5, seed=8)
+    noise = torch.Generator().manual_seed(9)
+    gen = (gt[[4, 0, 1, 1, 3]] + 0.05 * torch.randn(5, *gt.shape[1:], generator=noise)).clamp(0, 1)
+    res = metric(MetricInputs(generated=gen, target=gt))
+    idx = res.extra["bestmatch_indices"]
+    assert idx == [4, 0, 1, 1, 3]
+    dist = lpips_matrix_naive(metric.model, gen, gt)
+    assert res.per_frame["bestmatch_lpips"] == pytest.approx(dist.min(1).values.tolist(), abs=1e-5)
+    assert res.values["bestmatch_lpips"] == pytest.approx(float(dist.min(1).values.mean()), abs=1e-5)
+    matched = gt[idx]
+    # MAG: ssim(matched_gt, generated, data_range=1, size_average=True) over the batch
+    assert res.values["bestmatch_ssim"] == pytest.approx(
+        ms_ssim(matched, gen, data_range=1, size_average=True).item(), abs=1e-6
+    )
+    # MAG: 20 * log10(1 / sqrt(mse)) per frame, then the mean
+    mse = ((matched.double() - gen.double()) ** 2).mean(dim=(1, 2, 3))
+    assert res.values["bestmatch_psnr"] == pytest.approx(
+        float((20 * torch.log10(1 / mse.sqrt())).mean()), abs=1e-9
+    )
+    assert all(math.isfinite(v) for v in res.per_frame["bestmatch_psnr"])
+
+
+def test_naive_implementation_option_gives_the_same_result(metric: BestMatch):
+    gt = _frames(4, seed=10)
+    gen = _frames(4, seed=11)
+    naive = BestMatch(random_weights=True, implementation="naive")
+    naive.model.load_state_dict(metric.model.state_dict())
+    a = metric(MetricInputs(generated=gen, target=gt))
+    b = naive(MetricInputs(generated=gen, target=gt))
+    assert a.extra == b.extra
+    for key in a.values:
+        assert a.values[key] == pytest.approx(b.values[key], abs=1e-5)
+    np.testing.assert_allclose(a.per_frame["bestmatch_lpips"], b.per_frame["bestmatch_lpips"], atol=1e-5)
+
+
+def test_bestmatch_lpips_never_exceeds_frame_aligned_lpips(metric: BestMatch):
+    from magbench.metrics.common import lpips_frames
+
+    gt, gen = _frames(5, seed=12), _frames(5, seed=13)
+    res = metric(MetricInputs(generated=gen, target=gt))
+    aligned = lpips_frames(metric.model, gen, gt)
+    assert all(b <= a + 1e-5 for b, a in zip(res.per_frame["bestmatch_lpips"], aligned.tolist()))
+
+
+def test_unknown_implementation_is_refused():
+    with pytest.raises(ValueError, match="implementation"):
+        BestMatch(random_weights=True, implementation="fast-ish")
