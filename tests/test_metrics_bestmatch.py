@@ -126,3 +126,21 @@ def test_bestmatch_lpips_never_exceeds_frame_aligned_lpips(metric: BestMatch):
 def test_unknown_implementation_is_refused():
     with pytest.raises(ValueError, match="implementation"):
         BestMatch(random_weights=True, implementation="fast-ish")
+
+
+def test_benchmark_script_smoke_run_on_cpu(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_bestmatch.py"
+    spec = importlib.util.spec_from_file_location("bench_bestmatch", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    out = tmp_path / "bm.json"
+    bench.main(["--frames", "4", "--height", "32", "--width", "32", "--repeats", "1",
+                "--device", "cpu", "--naive-pairs", "8", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["naive_extrapolated"] and data["naive_measured_pairs"] == 8 and data["all_pairs"] == 16
+    assert data["max_abs_diff"] < 1e-5 and data["same_best_match"]
+    assert data["torch"] == torch.__version__ and data["cached_s"] > 0
