@@ -75,12 +75,20 @@ def lpips_matrix_naive(
     return torch.stack(out)
 
 
+def _interp_mean_1d(n_in: int, n_out: int) -> torch.Tensor:
+    """How much each of n_in samples weighs in the mean of its linear resampling to n_out
+    (align_corners=False), read off by resampling each unit vector."""
+    eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, 1, n_in, 1)
+    cols = F.interpolate(eye, size=(n_out, 1), mode="bilinear", align_corners=False)
+    return cols.reshape(n_in, n_out).mean(dim=1)
+
+
 def _upsample_mean_weights(h: int, w: int, out_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """W such that mean(upsample_bilinear(d, out_hw)) == sum(W * d) for any h x w map d."""
-    probe = torch.zeros(1, 1, h, w, dtype=torch.float64, requires_grad=True)
-    with torch.enable_grad():
-        F.interpolate(probe, size=out_hw, mode="bilinear", align_corners=False).mean().backward()
-    return probe.grad[0, 0].to(device)  # type: ignore[index]
+    """W such that mean(upsample_bilinear(d, out_hw)) == sum(W * d) for any h x w map d.
+
+    Bilinear upsampling is separable, so W is the outer product of the two 1-d weightings."""
+    wh, ww = _interp_mean_1d(h, out_hw[0]), _interp_mean_1d(w, out_hw[1])
+    return torch.outer(wh, ww).to(device)
 
 
 @torch.no_grad()

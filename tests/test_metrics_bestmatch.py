@@ -144,3 +144,10 @@ def test_benchmark_script_smoke_run_on_cpu(tmp_path):
     assert data["naive_extrapolated"] and data["naive_measured_pairs"] == 8 and data["all_pairs"] == 16
     assert data["max_abs_diff"] < 1e-5 and data["same_best_match"]
     assert data["torch"] == torch.__version__ and data["cached_s"] > 0
+
+
+def test_bestmatch_runs_under_inference_mode(metric: BestMatch):
+    gt = _frames(3, seed=14)
+    with torch.inference_mode():
+        res = metric(MetricInputs(generated=gt[[1, 0, 2]].clone(), target=gt))
+    assert res.extra["bestmatch_indices"] == [1, 0, 2]
