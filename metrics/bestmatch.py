@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import torch
 import torch.nn.functional as F
 
+from magbench.hub import HubArtifact
 from magbench.metrics.base import Metric, MetricInputs, MetricResult
 from magbench.metrics.common import (
     PSNR_CAP,
@@ -160,7 +161,7 @@ class BestMatch(Metric):
         "bestmatch_psnr": {"higher_is_better": True, "best": PSNR_CAP},
         "bestmatch_ssim": {"higher_is_better": True, "best": 1.0},
     }
-    weights: ClassVar[tuple] = (ALEXNET,)
+    weights: ClassVar[tuple[HubArtifact, ...]] = (ALEXNET,)
     default: ClassVar[bool] = True
 
     def __init__(

@@ -31,6 +31,9 @@ it into a float32 tensor of values in [0, 255] (``torch.Tensor(frames)``), then:
   torchvision; set it False to match an old environment. Bicubic output is not clamped (float).
 * ``quantize=True`` (default) rounds frames to 8 bits first, as the saved mp4 VBench reads would.
 
+Aggregation over videos is left to the harness (a mean over samples); VBench's own dataset-level
+number divides the summed terms by the total number of frame pairs, which weights long videos more.
+
 Scores: ``*_consistency`` on the whole video (context + generated target, as one saved video)
 and ``*_consistency_target`` on the generated target alone (its first frame is f_0). Features are
 extracted once for the whole video; the target's are a slice of them. ``per_frame`` under the
@@ -247,7 +250,7 @@ class _Consistency(Metric):
     def compute(self, inputs: MetricInputs) -> MetricResult:
         gen, ctx = inputs.generated, inputs.context
         n_ctx = 0 if ctx is None else ctx.shape[0]
-        whole = gen if n_ctx == 0 else torch.cat([ctx.to(gen.device), gen])  # type: ignore[union-attr]
+        whole = gen if n_ctx == 0 else torch.cat([ctx.to(gen.device, gen.dtype), gen])  # type: ignore[union-attr]
         feats = self.extractor(whole)
         res = MetricResult(values={
             self.key: consistency_score(feats),
@@ -277,7 +280,7 @@ class SubjectConsistency(_Consistency):
     description: ClassVar[str] = "VBench subject consistency (DINO) of the generated video"
     key: ClassVar[str] = "subject_consistency"
     key_info: ClassVar[dict[str, dict[str, Any]]] = _key_info("subject_consistency")
-    weights: ClassVar[tuple] = (DINO,)
+    weights: ClassVar[tuple[HubArtifact, ...]] = (DINO,)
     artifact: ClassVar[HubArtifact] = DINO
 
     def _build(self, random_weights: bool, weights_dir: str | None, chunk: int, antialias: bool,
@@ -296,7 +299,7 @@ class BackgroundConsistency(_Consistency):
     description: ClassVar[str] = "VBench background consistency (CLIP) of the generated video"
     key: ClassVar[str] = "background_consistency"
     key_info: ClassVar[dict[str, dict[str, Any]]] = _key_info("background_consistency")
-    weights: ClassVar[tuple] = (CLIP,)
+    weights: ClassVar[tuple[HubArtifact, ...]] = (CLIP,)
     artifact: ClassVar[HubArtifact] = CLIP
     default_chunk: ClassVar[int] = 32
 

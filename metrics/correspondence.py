@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from magbench.hub import HubArtifact
 from magbench.metrics.base import Metric, MetricInputError, MetricInputs, MetricResult
 from magbench.metrics.common import build_lpips, lpips_frames, psnr_frames, ssim_frames
 from magbench.metrics.weights import ALEXNET
@@ -33,7 +34,7 @@ class Correspondence(Metric):
         "corr_ssim": {"higher_is_better": True, "best": None},
         "corr_lpips": {"higher_is_better": False, "best": None},
     }
-    weights: ClassVar[tuple] = (ALEXNET,)
+    weights: ClassVar[tuple[HubArtifact, ...]] = (ALEXNET,)
     default: ClassVar[bool] = True
 
     def __init__(

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from magbench.hub import HubArtifact
 from magbench.metrics.base import Metric, MetricInputs, MetricResult
 from magbench.metrics.common import PSNR_CAP, build_lpips, lpips_frames, psnr_frames, ssim_frames
 from magbench.metrics.weights import ALEXNET
@@ -68,7 +69,7 @@ class LPIPS(Metric):
     key_info: ClassVar[dict[str, dict[str, Any]]] = {
         "lpips": {"higher_is_better": False, "best": 0.0},
     }
-    weights: ClassVar[tuple] = (ALEXNET,)
+    weights: ClassVar[tuple[HubArtifact, ...]] = (ALEXNET,)
     default: ClassVar[bool] = True
 
     def __init__(
