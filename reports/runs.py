@@ -1,0 +1,165 @@
+"""Loading run folders for reports: manifest, merged records, damaged lines, grouping keys.
+
+Everything is read through :mod:`magbench.store` (``find_runs`` / ``RunDir``); this module only
+adds what reports need on top: which runs may be pooled (same method config, dataset and
+protocol) and human-readable labels for those three.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from magbench.store import CorruptLine, RunDir, find_runs
+
+# The metrics a report prefers to rank by, best first (lower is better for all three).
+PRIMARY_PREFERENCE = ("bestmatch_lpips", "lpips")
+
+
+@dataclass
+class Run:
+    """One run folder, read once."""
+
+    path: Path
+    manifest: dict[str, Any]
+    records: list[dict[str, Any]]
+    problems: list[CorruptLine] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id") or self.path.name)
+
+    @property
+    def method(self) -> str:
+        m = self.manifest.get("method") or {}
+        return str(m.get("name") or (m.get("config") or {}).get("name") or "?")
+
+    @property
+    def kind(self) -> str:
+        return str((self.manifest.get("method") or {}).get("kind") or "method")
+
+    @property
+    def method_config(self) -> str:
+        """The method's options as compact JSON ("default" when it has none)."""
+        cfg = (self.manifest.get("method") or {}).get("config") or {}
+        options = cfg.get("options", {k: v for k, v in cfg.items() if k != "name"})
+        return _compact(options) if options else "default"
+
+    @property
+    def dataset(self) -> str:
+        return str((self.manifest.get("dataset") or {}).get("id") or "?")
+
+    @property
+    def dataset_revision(self) -> str:
+        return str((self.manifest.get("dataset") or {}).get("revision") or "")
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        return dict(self.manifest.get("protocol") or {})
+
+    @property
+    def protocol_id(self) -> str:
+        return str(self.protocol.get("id") or "?")
+
+    def comparison_key(self) -> tuple[str, str, str]:
+        """Runs with different keys measure different things and are never averaged together."""
+        return (self.dataset, self.dataset_revision, _compact(self.protocol))
+
+    def group_key(self) -> tuple[str, ...]:
+        return (self.method, self.method_config, *self.comparison_key())
+
+    def key_info(self) -> dict[str, dict[str, Any]]:
+        return dict(self.manifest.get("key_info") or {})
+
+    def ok_records(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("status") == "ok"]
+
+    def metric_keys(self) -> list[str]:
+        keys: list[str] = list(self.manifest.get("key_info") or {})
+        for r in self.ok_records():
+            keys += [k for k in (r.get("metrics") or {}) if k not in keys]
+        return keys
+
+    def random_weight_metrics(self) -> list[str]:
+        """Metrics computed with random backbone weights (a test setting: not publishable)."""
+        out = []
+        for m in (self.manifest.get("config") or {}).get("metrics") or []:
+            if isinstance(m, dict) and (m.get("options") or {}).get("random_weights"):
+                out.append(str(m.get("name")))
+        return out
+
+
+def load_runs(paths: Iterable[Path | str | RunDir | Run]) -> list[Run]:
+    """Every run under ``paths`` (run folders or folders of runs), in a stable order.
+
+    Raises MagbenchError (from ``find_runs``) when a path is missing or holds no run.
+    """
+    items = list(paths)
+    loaded: list[Run] = [p for p in items if isinstance(p, Run)]
+    dirs = [p for p in items if isinstance(p, RunDir)]
+    plain = [p for p in items if not isinstance(p, (Run, RunDir))]
+    if plain or not (loaded or dirs):
+        dirs += find_runs(plain)
+    seen: set[Path] = {r.path.resolve() for r in loaded}
+    for d in dirs:
+        if d.path.resolve() in seen:
+            continue
+        seen.add(d.path.resolve())
+        records = d.records()
+        loaded.append(Run(d.path, d.manifest(), records, list(d.problems)))
+    return loaded
+
+
+def merged_key_info(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
+    info: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        for k, v in r.key_info().items():
+            info.setdefault(k, dict(v))
+    return info
+
+
+def metric_keys(runs: Sequence[Run]) -> list[str]:
+    """Metric keys reported by any run, in first-seen order."""
+    keys: list[str] = []
+    for r in runs:
+        keys += [k for k in r.metric_keys() if k not in keys]
+    return keys
+
+
+def choose_primary(keys: Sequence[str], requested: str | None = None) -> str | None:
+    """The ranking metric: ``requested`` if given, else best-match LPIPS, LPIPS, the first key."""
+    if requested:
+        return requested
+    for k in PRIMARY_PREFERENCE:
+        if k in keys:
+            return k
+    return keys[0] if keys else None
+
+
+def higher_is_better(key: str, key_info: dict[str, dict[str, Any]]) -> bool | None:
+    """Direction of ``key``; None when no manifest says (reports then make no better/worse claim)."""
+    v = (key_info.get(key) or {}).get("higher_is_better")
+    return None if v is None else bool(v)
+
+
+def protocol_labels(runs: Sequence[Run]) -> dict[str, str]:
+    """Label for each protocol (by compact JSON): its id, plus the settings that differ between
+    loaded runs sharing that id, so two variants of one protocol never look alike."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        lst = by_id.setdefault(r.protocol_id, [])
+        if r.protocol not in lst:
+            lst.append(r.protocol)
+    labels: dict[str, str] = {}
+    for pid, protos in by_id.items():
+        varying = sorted({k for p in protos for k in p if any(q.get(k) != p.get(k) for q in protos)})
+        for p in protos:
+            extra = ", ".join(f"{k}={p.get(k)}" for k in varying)
+            labels[_compact(p)] = f"{pid} ({extra})" if extra else pid
+    return labels
+
+
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
