@@ -29,12 +29,20 @@ def num(v: Any) -> str:
     return f"{v:.2e}"
 
 
-def ci(mean: Any, low: Any, high: Any) -> str:
+def ci_parts(mean: Any, low: Any, high: Any) -> tuple[str, str | None]:
+    """("mean", "[low, high]") in one notation, so the three numbers line up; None: no interval."""
     if is_missing(mean):
-        return "–"
+        return "–", None
     if is_missing(low) or is_missing(high):
-        return num(mean)
-    return f"{num(mean)} [{num(low)}, {num(high)}]"
+        return num(mean), None
+    if 0 < abs(float(mean)) < 1e-3:
+        return f"{float(mean):.2e}", f"[{float(low):.2e}, {float(high):.2e}]"
+    return num(mean), f"[{num(low)}, {num(high)}]"
+
+
+def ci(mean: Any, low: Any, high: Any) -> str:
+    m, interval = ci_parts(mean, low, high)
+    return m if interval is None else f"{m} {interval}"
 
 
 def nbytes(v: Any) -> str:

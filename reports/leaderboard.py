@@ -67,6 +67,7 @@ ID_COLUMNS = [
     "method", "kind", "method_config", "dataset", "dataset_revision", "protocol", "n_runs", "run_ids",
     "n_samples", "n_failed", "n_corrupt_lines",
 ]
+TERMINAL_KEYS = ("lpips", "psnr", "ssim")
 EFFICIENCY_COLUMNS = [
     "fps_mean", "fps_ci_low", "fps_ci_high", "first_block_s_mean", "block_p50_s", "block_p95_s",
     "peak_vram_bytes", "peak_rss_bytes", "kv_bytes_end_mean", "kv_bytes_peak",
@@ -249,31 +250,37 @@ def _sort_order(frame: pd.DataFrame, primary: str | None, info: dict[str, dict[s
 
 def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None):
     """The leaderboard for the terminal: metrics as "mean [95% CI]", sanity methods marked."""
+    from rich import box
     from rich.table import Table
 
-    derived = [c[: -len("_ci_low")] for c in df.columns if c.endswith("_ci_low")]
-    keys = list(metrics or df.attrs.get("metric_keys") or derived)
-    keys = [k for k in keys if k != "fps"]
+    derived = [c[: -len("_ci_low")] for c in df.columns if c.endswith("_ci_low") and c != "fps_ci_low"]
+    available = list(df.attrs.get("metric_keys") or derived)
     primary = df.attrs.get("primary")
-    if primary in keys:
-        keys.remove(primary)
-        keys.insert(0, primary)
+    if metrics:
+        keys = list(metrics)
+    else:
+        # A terminal is narrow: the ranking metric and the headline reconstruction metrics;
+        # the CSV (--out) and the HTML report carry every key.
+        keys = [k for k in dict.fromkeys([primary, *TERMINAL_KEYS]) if k in available] or available[:4]
     info = df.attrs.get("key_info") or {}
     multi = df[["dataset", "protocol"]].drop_duplicates().shape[0] > 1
-    table = Table(title="MAG-Bench leaderboard", caption="95% bootstrap CIs over samples; ↑ higher / ↓ lower is better")
-    table.add_column("method", no_wrap=True)
+    table = Table(title="MAG-Bench leaderboard", caption="mean [95% bootstrap CI] over samples; ↑ higher / ↓ lower is better",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    longest = max([len(str(m)) for m in df["method"]] + [6])
+    table.add_column("method", overflow="fold", min_width=min(longest, 24))
     if multi:
         table.add_column("dataset / protocol")
     table.add_column("n", justify="right")
     for k in keys:
         arrow = {True: " ↑", False: " ↓"}.get(higher_is_better(k, info), "")
-        table.add_column(("* " if k == primary else "") + k + arrow, justify="right")
-    for col in ("FPS", "p50 block", "peak VRAM", "KV end"):
-        table.add_column(col, justify="right")
+        table.add_column(("* " if k == primary else "") + k + arrow, justify="right", overflow="fold", min_width=9)
+    vram = bool(df["peak_vram_bytes"].notna().any()) if len(df) else False  # CPU runs record none
+    for col in ("FPS", "p50 block", *(["peak VRAM"] if vram else []), "KV end"):
+        table.add_column(col, justify="right", overflow="fold")
     for _, r in df.iterrows():
         name = r["method"] + ("" if r["method_config"] == "default" else f" {r['method_config']}")
         if r["kind"] != "method":
-            name += f" [dim]({r['kind']})[/]"
+            name += f"\n[dim]({r['kind']})[/]"
         cells = [name]
         if multi:
             cells.append(f"{r['dataset']} / {r['protocol']}")
@@ -284,6 +291,7 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None):
         for k in keys:
             # The interval on its own line keeps columns narrow enough for a terminal.
             cells.append(fmt.ci(r.get(f"{k}_mean"), r.get(f"{k}_ci_low"), r.get(f"{k}_ci_high")).replace(" [", "\n[", 1))
-        cells += [fmt.num(r["fps_mean"]), fmt.seconds(r["block_p50_s"]), fmt.nbytes(r["peak_vram_bytes"]), fmt.nbytes(r["kv_bytes_end_mean"])]
+        cells += [fmt.num(r["fps_mean"]), fmt.seconds(r["block_p50_s"]), *([fmt.nbytes(r["peak_vram_bytes"])] if vram else []),
+                  fmt.nbytes(r["kv_bytes_end_mean"])]
         table.add_row(*cells, style="dim" if r["kind"] != "method" else None)
     return table
