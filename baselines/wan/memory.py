@@ -1,0 +1,361 @@
+"""KV-cache memory policies for the causal Wan transformer.
+
+One interface, three strategies. Every policy owns, per transformer layer, one preallocated K
+and one V buffer of shape [B, capacity_tokens, heads, head_dim] laid out as
+``[what it keeps | scratch for the current block]``. For each forward pass the model calls
+``begin`` (which block, whether to commit it), then per layer ``attend`` (writes the block's
+post-RoPE K/V into the scratch and returns *views* ``buf[:, start:end]`` over what the block
+attends to: kept frames + itself, always one contiguous range, never a concatenation) and
+``after_attention`` (on a commit pass, moves what the policy keeps into place), then ``end``.
+
+Denoising passes (``commit=False``) only read: their K/V land in the scratch and are overwritten.
+The clean cache-update pass (``commit=True``) is the one whose K/V are kept. Attention is over an
+unordered set of keys (no mask, keys carry their RoPE position), so a ring buffer needs no
+reordering.
+
+:meth:`KVMemory.memory_bytes` counts the K/V entries the policy holds about the video (kept
+frames x tokens x layers x 2 x heads x head_dim x element size), not the scratch of the block
+being generated; :meth:`KVMemory.allocated_bytes` is the buffers' full size.
+
+Verified against the reference code (Xilluill/MAG ``wan/modules/causal_model.py``, class
+``CausalWanSelfAttention`` inference branch and ``CausalWanSelfAttention_block_cache.forward_cache``;
+``pipeline/memory_generation_pipeline.py``):
+
+* keys are cached after RoPE, with the absolute latent-frame index as RoPE frame position
+  (``causal_rope_apply(start_frame=current_start // frame_seqlen)``), for the current block and
+  for everything cached: a kept frame keeps the position it was generated at;
+* :class:`SlidingWindow` matches the reference rolling cache (``cache_mode="original"``, buffer of
+  ``local_attn_size + sink_size + num_frame_per_block`` frames): the first ``sink`` frames of the
+  video stay forever, the oldest non-sink frames are evicted so that ``window`` past frames remain,
+  and the block attends to sink + window + itself;
+* :class:`CompressedMemory` matches ``cache_mode="block_compress"``: after the clean pass of block
+  ``b`` (run by MAG's memory model, at t=0, with the empty prompt) only frame index 2 of the
+  block (``roped_key[:, 2*frame_seqlen:3*frame_seqlen]``: the last frame of a 3-frame block) is
+  written to ring slot ``b % 21`` (buffer of ``local_attn_size=21`` frames); block 0 also writes
+  its first ``sink_size=2`` frames to the sink; a block attends to sink (only from block 1 on:
+  ``sink_len = min(current_start, sink_size * frame_seqlen)``) + ``min(b, 21)`` slots + itself;
+  generator and memory model share this one cache;
+* :class:`FullHistory` keeps every committed frame (the reference's ``local_attn_size=-1``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from magbench.errors import MagbenchError
+
+
+class CacheFullError(MagbenchError):
+    """A memory with a frame limit was asked to hold more."""
+
+
+class KVMemory(ABC):
+    """Base class: buffers, the attend/commit protocol and byte accounting."""
+
+    name = "memory"
+    attn_mask: torch.Tensor | None = None  # policies attend unmasked; a test reference may mask
+
+    def __init__(self, num_layers: int, block_frames: int = 3) -> None:
+        self.num_layers = num_layers
+        self.block_frames = block_frames
+        self._k: list[torch.Tensor] = []
+        self._v: list[torch.Tensor] = []
+        self._frame_tokens = 0
+        self._alloc_frames = 0
+        self._pass: tuple[int, int, int, int, bool] | None = None  # start, n, read_from, cur, commit
+        self.reset()
+
+    # -- policy hooks -----------------------------------------------------------------------------
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the video (buffers stay allocated for the next one)."""
+
+    @abstractmethod
+    def _plan(self, start_frame: int, n_frames: int) -> tuple[int, int]:
+        """(first attended buffer frame, buffer frame where the current block is written)."""
+
+    @abstractmethod
+    def _keep(self, layer: int, start_frame: int, n_frames: int, cur: int) -> None:
+        """On a commit pass, after attention: move what is kept into place for ``layer``."""
+
+    @abstractmethod
+    def _advance(self, start_frame: int, n_frames: int) -> None:
+        """After a commit pass: update the bookkeeping."""
+
+    @abstractmethod
+    def kept_frames(self) -> list[int]:
+        """Absolute latent-frame indices whose K/V are held now (sorted)."""
+
+    def _capacity_frames(self, needed: int) -> int:
+        """Buffer frames to allocate when ``needed`` are required."""
+        return needed
+
+    # -- protocol used by the model ---------------------------------------------------------------
+    def begin(self, start_frame: int, n_frames: int, frame_tokens: int, commit: bool) -> None:
+        if self._frame_tokens and frame_tokens != self._frame_tokens:
+            raise ValueError(f"{self.name}: {frame_tokens} tokens per frame, buffers hold {self._frame_tokens}")
+        self._frame_tokens = frame_tokens
+        read_from, cur = self._plan(start_frame, n_frames)
+        self._pass = (start_frame, n_frames, read_from, cur, commit)
+
+    def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self._pass is not None, "begin() first"
+        start, n, read_from, cur, _ = self._pass
+        if layer == 0 or not self._k:
+            self._ensure(k, cur + n)
+        ft = self._frame_tokens
+        kb, vb = self._k[layer], self._v[layer]
+        kb[:, cur * ft : (cur + n) * ft] = k
+        vb[:, cur * ft : (cur + n) * ft] = v
+        return kb[:, read_from * ft : (cur + n) * ft], vb[:, read_from * ft : (cur + n) * ft]
+
+    def after_attention(self, layer: int) -> None:
+        assert self._pass is not None
+        start, n, _, cur, commit = self._pass
+        if commit:
+            self._keep(layer, start, n, cur)
+
+    def end(self) -> None:
+        assert self._pass is not None
+        start, n, _, _, commit = self._pass
+        if commit:
+            self._advance(start, n)
+        self._pass = None
+
+    # -- buffers ----------------------------------------------------------------------------------
+    def _ensure(self, like: torch.Tensor, frames: int) -> None:
+        b, _, h, d = like.shape
+        ok = (
+            self._k
+            and self._alloc_frames >= frames
+            and self._k[0].shape[0] == b
+            and self._k[0].shape[2:] == (h, d)
+            and self._k[0].dtype == like.dtype
+            and self._k[0].device == like.device
+        )
+        if ok:
+            return
+        new_frames = max(self._capacity_frames(frames), frames)
+        tokens = new_frames * self._frame_tokens
+        old_k, old_v = self._k, self._v
+        keep = 0
+        if old_k and old_k[0].shape[0] == b and old_k[0].shape[2:] == (h, d):
+            keep = min(old_k[0].shape[1], tokens)  # a grown buffer keeps what it held
+        self._k, self._v = [], []
+        for i in range(self.num_layers):
+            # One layer at a time so a grown cache never holds two full copies at once.
+            kb = like.new_empty(b, tokens, h, d)
+            vb = like.new_empty(b, tokens, h, d)
+            if keep:
+                kb[:, :keep] = old_k[i][:, :keep].to(kb)
+                vb[:, :keep] = old_v[i][:, :keep].to(vb)
+                old_k[i] = old_v[i] = None  # type: ignore[call-overload]
+            self._k.append(kb)
+            self._v.append(vb)
+        self._alloc_frames = new_frames
+
+    def _copy_frames(self, layer: int, src: int, dst: int, count: int = 1) -> None:
+        if src == dst or count <= 0:
+            return
+        ft = self._frame_tokens
+        for buf in (self._k[layer], self._v[layer]):
+            buf[:, dst * ft : (dst + count) * ft] = buf[:, src * ft : (src + count) * ft]
+
+    def _entry_bytes(self) -> int:
+        """Bytes of one frame's K+V over all layers."""
+        if not self._k:
+            return 0
+        b, _, h, d = self._k[0].shape
+        return 2 * self.num_layers * b * self._frame_tokens * h * d * self._k[0].element_size()
+
+    def memory_bytes(self) -> int:
+        """Exact bytes of the K/V the policy holds about the video (not the current block's scratch)."""
+        return len(self.kept_frames()) * self._entry_bytes()
+
+    def allocated_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._k + self._v)
+
+    def release(self) -> None:
+        self._k, self._v, self._alloc_frames = [], [], 0
+
+    def layer_kv(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw buffers of one layer (tests and debugging)."""
+        return self._k[layer], self._v[layer]
+
+    def describe(self) -> dict[str, int | str]:
+        return {"policy": self.name}
+
+
+class FullHistory(KVMemory):
+    """Keeps every committed frame. ``max_frames`` (latent frames, optional) caps it: exceeding
+    the cap raises :class:`CacheFullError`; running out of device memory while growing raises the
+    allocator's error (torch.cuda.OutOfMemoryError), which the harness records for the sample.
+    ``reserve_frames`` preallocates; otherwise buffers grow ``grow_frames`` at a time."""
+
+    name = "full-history"
+
+    def __init__(
+        self, num_layers: int, block_frames: int = 3, max_frames: int | None = None,
+        reserve_frames: int = 0, grow_frames: int = 21,
+    ) -> None:
+        self.max_frames = max_frames
+        self.reserve_frames = reserve_frames
+        self.grow_frames = max(grow_frames, block_frames)
+        super().__init__(num_layers, block_frames)
+
+    def reset(self) -> None:
+        self._n = 0
+
+    def reserve(self, frames: int) -> None:
+        """Preallocate for a video of ``frames`` latent frames (known from the sample's length)."""
+        self.reserve_frames = frames
+
+    def _capacity_frames(self, needed: int) -> int:
+        grown = -(-needed // self.grow_frames) * self.grow_frames
+        cap = max(grown, self.reserve_frames + self.block_frames)
+        if self.max_frames is not None:
+            cap = min(cap, self.max_frames + self.block_frames)
+        return cap
+
+    def _plan(self, start_frame: int, n_frames: int) -> tuple[int, int]:
+        if start_frame != self._n:
+            raise ValueError(f"full-history: block starts at frame {start_frame}, {self._n} are cached")
+        if self.max_frames is not None and self._n + n_frames > self.max_frames:
+            raise CacheFullError(
+                f"full-history: {self._n + n_frames} latent frames exceed max_frames={self.max_frames}"
+            )
+        return 0, self._n
+
+    def _keep(self, layer: int, start_frame: int, n_frames: int, cur: int) -> None:
+        pass  # the block already sits where it belongs
+
+    def _advance(self, start_frame: int, n_frames: int) -> None:
+        self._n += n_frames
+
+    def kept_frames(self) -> list[int]:
+        return list(range(self._n))
+
+    def describe(self) -> dict[str, int | str]:
+        return {"policy": self.name, "max_frames": -1 if self.max_frames is None else self.max_frames}
+
+
+class SlidingWindow(KVMemory):
+    """Self-Forcing / LongLive rolling KV cache: the first ``sink_frames`` latent frames of the
+    video forever, plus the ``window_frames`` most recent ones; layout
+    ``[sink | ring of window_frames | scratch]``."""
+
+    name = "sliding-window"
+
+    def __init__(self, num_layers: int, window_frames: int, sink_frames: int = 0, block_frames: int = 3) -> None:
+        if window_frames < block_frames:
+            raise MagbenchError(f"sliding window: window_frames={window_frames} must be >= a block ({block_frames})")
+        if sink_frames < 0:
+            raise MagbenchError("sliding window: sink_frames must be >= 0")
+        self.window_frames = window_frames
+        self.sink_frames = sink_frames
+        super().__init__(num_layers, block_frames)
+
+    def reset(self) -> None:
+        self._n = 0  # frames committed so far
+        self._where: dict[int, int] = {}  # buffer frame -> absolute frame held
+
+    def _capacity_frames(self, needed: int) -> int:
+        return self.sink_frames + self.window_frames + self.block_frames
+
+    def _filled(self) -> int:
+        return min(self._n, self.sink_frames) + min(max(self._n - self.sink_frames, 0), self.window_frames)
+
+    def _plan(self, start_frame: int, n_frames: int) -> tuple[int, int]:
+        if start_frame != self._n:
+            raise ValueError(f"sliding window: block starts at frame {start_frame}, {self._n} were committed")
+        if n_frames > self.block_frames:
+            raise ValueError(f"sliding window: blocks of at most {self.block_frames} frames")
+        return 0, self._filled()
+
+    def _dest(self, frame: int) -> int:
+        s = self.sink_frames
+        return frame if frame < s else s + (frame - s) % self.window_frames
+
+    def _keep(self, layer: int, start_frame: int, n_frames: int, cur: int) -> None:
+        # Frames are copied in order; with window >= block no destination is a source still unread.
+        for j in range(n_frames):
+            self._copy_frames(layer, cur + j, self._dest(start_frame + j))
+
+    def _advance(self, start_frame: int, n_frames: int) -> None:
+        for j in range(n_frames):
+            self._where[self._dest(start_frame + j)] = start_frame + j
+        self._n += n_frames
+
+    def kept_frames(self) -> list[int]:
+        return sorted(self._where.values())
+
+    def describe(self) -> dict[str, int | str]:
+        return {"policy": self.name, "window_frames": self.window_frames, "sink_frames": self.sink_frames}
+
+
+class CompressedMemory(KVMemory):
+    """MAG's compressed memory: per block, one frame's K/V (``keep_index``, default the last
+    frame of the block) in a ring of ``slots``, plus the first ``sink_frames`` frames of the first
+    block kept whole. Layout ``[sink | slots | scratch]``. The clean pass that commits is run by
+    the memory model (see :mod:`magbench.baselines.wan.sampler`)."""
+
+    name = "compressed"
+
+    def __init__(
+        self, num_layers: int, slots: int = 21, sink_frames: int = 2, block_frames: int = 3,
+        keep_index: int | None = None,
+    ) -> None:
+        if slots < 1:
+            raise MagbenchError("compressed memory: slots must be >= 1")
+        if not 0 <= sink_frames <= block_frames:
+            raise MagbenchError(f"compressed memory: sink_frames must be within the first block (0..{block_frames})")
+        self.slots = slots
+        self.sink_frames = sink_frames
+        self.keep_index = block_frames - 1 if keep_index is None else keep_index
+        if not 0 <= self.keep_index < block_frames:
+            raise MagbenchError(f"compressed memory: keep_index must be in 0..{block_frames - 1}")
+        super().__init__(num_layers, block_frames)
+
+    def reset(self) -> None:
+        self._blocks = 0
+        self._sink_valid = False
+        self._slot_frame: dict[int, int] = {}
+
+    def _capacity_frames(self, needed: int) -> int:
+        return self.sink_frames + self.slots + self.block_frames
+
+    def _plan(self, start_frame: int, n_frames: int) -> tuple[int, int]:
+        if n_frames != self.block_frames or start_frame != self._blocks * self.block_frames:
+            raise ValueError(
+                f"compressed memory: expected block {self._blocks} (frame {self._blocks * self.block_frames}, "
+                f"{self.block_frames} frames), got frame {start_frame} x {n_frames}"
+            )
+        held = min(self._blocks, self.slots)
+        read_from = 0 if self._sink_valid else self.sink_frames
+        return read_from, self.sink_frames + held
+
+    def _keep(self, layer: int, start_frame: int, n_frames: int, cur: int) -> None:
+        if self._blocks == 0 and self.sink_frames:
+            self._copy_frames(layer, cur, 0, self.sink_frames)
+        slot = self._blocks % self.slots
+        self._copy_frames(layer, cur + self.keep_index, self.sink_frames + slot)
+
+    def _advance(self, start_frame: int, n_frames: int) -> None:
+        self._slot_frame[self._blocks % self.slots] = start_frame + self.keep_index
+        if self._blocks == 0 and self.sink_frames:
+            self._sink_valid = True
+        self._blocks += 1
+
+    def sink_frame_ids(self) -> list[int]:
+        return list(range(self.sink_frames)) if self._sink_valid else []
+
+    def slot_frame_ids(self) -> list[int]:
+        return sorted(self._slot_frame.values())
+
+    def kept_frames(self) -> list[int]:
+        return sorted(self.sink_frame_ids() + self.slot_frame_ids())
+
+    def describe(self) -> dict[str, int | str]:
+        return {"policy": self.name, "slots": self.slots, "sink_frames": self.sink_frames, "keep_index": self.keep_index}

@@ -1,0 +1,168 @@
+"""Few-step causal sampling, block by block, as Self-Forcing and MAG do it.
+
+Verified against the reference (Xilluill/MAG ``utils/scheduler.py``,
+``pipeline/memory_generation_pipeline.py``, ``model/memory_generation_model.py``,
+``configs/magbench_inference.yaml``; guandeh17/Self-Forcing ``pipeline/causal_inference.py``):
+
+* schedule: ``FlowMatchScheduler(shift=5.0, sigma_min=0.0, extra_one_step=True)`` with
+  ``set_timesteps(1000)``: sigmas = linspace(1, 0, 1001)[:-1], warped ``s' = 5s / (1 + 4s)``,
+  timesteps = 1000 s'. ``denoising_step_list [1000, 750, 500, 250]`` with
+  ``warp_denoising_step: true`` becomes ``timesteps[1000 - step]`` = [1000, 937.5, 833.3, 625.0]
+  (float timesteps fed to the time embedding);
+* x0 = x_t - sigma_t * flow_pred (in float64, cast back); the next step's input is
+  ``(1 - sigma_next) * x0 + sigma_next * noise`` with fresh Gaussian noise; the last step's x0
+  is the block's output;
+* after each block a clean pass at t = 0 on the block's x0 commits it to the KV memory:
+  MAG runs its memory model there with the *empty* prompt's embedding
+  (``memory_wrapper(..., self.empty_conditional_dict, ...)``); Self-Forcing and the
+  generator-only path run the generator with the prompt (``context_noise = 0``);
+* context: the reference VAE-encodes the context video and feeds its latents block by block
+  (3 latent frames each) through the same clean pass before the first generated block
+  (``inference_w_initial_video`` / ``..._only_generator``), so generation starts at latent frame
+  ``num_context_latents`` (RoPE position).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from magbench.baselines.wan.memory import KVMemory
+from magbench.baselines.wan.model import CausalWan
+
+
+@dataclass(frozen=True)
+class FlowSchedule:
+    """Shifted flow-matching schedule, with the few-step list warped as the references do."""
+
+    shift: float = 5.0
+    num_train_timesteps: int = 1000
+    denoising_steps: tuple[int, ...] = (1000, 750, 500, 250)
+    warp: bool = True
+
+    def _table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.num_train_timesteps
+        sigmas = torch.linspace(1.0, 0.0, n + 1)[:-1]  # float32, as the reference
+        sigmas = self.shift * sigmas / (1 + (self.shift - 1) * sigmas)
+        return sigmas, sigmas * n
+
+    def timesteps(self) -> list[float]:
+        steps = torch.tensor(self.denoising_steps, dtype=torch.long)
+        if not self.warp:
+            return [float(s) for s in steps]
+        _, ts = self._table()
+        ts = torch.cat([ts, torch.zeros(1)])
+        return [float(x) for x in ts[self.num_train_timesteps - steps]]
+
+    def sigma(self, timestep: float) -> float:
+        """sigma of the nearest training timestep (the reference's argmin lookup)."""
+        sigmas, ts = self._table()
+        return float(sigmas.double()[torch.argmin((ts.double() - float(timestep)).abs())])
+
+
+class BlockSampler:
+    """Runs a generator (and optionally a separate memory model) over a KV memory.
+
+    ``reset`` with the prompt's embedding; ``feed`` clean latent blocks (the context);
+    ``next_block`` generates one block of ``block_frames`` latent frames and commits it.
+    Latents are [B, F, C, h, w], normalised as the VAE's ``latents_mean/std`` dictate.
+    """
+
+    def __init__(
+        self,
+        generator: CausalWan,
+        memory: KVMemory,
+        memory_model: CausalWan | None = None,
+        schedule: FlowSchedule | None = None,
+        block_frames: int = 3,
+    ) -> None:
+        self.generator = generator
+        self.memory_model = memory_model
+        self.memory = memory
+        self.schedule = schedule or FlowSchedule()
+        self.block_frames = block_frames
+        self._steps = self.schedule.timesteps()
+        self._sigmas = [self.schedule.sigma(t) for t in self._steps]
+        self.frame = 0
+        self._gen_ctx: list | None = None
+        self._mem_ctx: list | None = None
+        self._noise_gen: torch.Generator | None = None
+
+    @property
+    def timesteps(self) -> list[float]:
+        return list(self._steps)
+
+    def reset(
+        self,
+        prompt_embeds: torch.Tensor,
+        empty_embeds: torch.Tensor | None = None,
+        seed: int = 0,
+        latent_shape: tuple[int, int, int] | None = None,
+    ) -> None:
+        """``prompt_embeds`` [B, L, text_dim]; ``empty_embeds`` the empty prompt's (MAG's memory
+        model is conditioned on it); ``latent_shape`` (C, h, w) of a latent frame."""
+        self.memory.reset()
+        self.frame = 0
+        self._gen_ctx = self.generator.context_kv(prompt_embeds)
+        if self.memory_model is not None:
+            if empty_embeds is None:
+                raise ValueError("the memory model is conditioned on the empty prompt: pass empty_embeds")
+            self._mem_ctx = self.memory_model.context_kv(empty_embeds)
+        else:
+            self._mem_ctx = None
+        device = self.generator.patch_embedding.weight.device
+        self._noise_gen = torch.Generator(device=device).manual_seed(int(seed))
+        self._latent_shape = latent_shape
+        self._batch = prompt_embeds.shape[0]
+
+    def _param(self) -> torch.Tensor:
+        return self.generator.patch_embedding.weight
+
+    def _noise(self, shape: tuple[int, ...]) -> torch.Tensor:
+        p = self._param()
+        return torch.randn(shape, generator=self._noise_gen, device=p.device, dtype=torch.float32).to(p.dtype)
+
+    @torch.no_grad()
+    def commit(self, clean: torch.Tensor) -> None:
+        """The clean pass at t=0 that writes ``clean`` (a block of latents) into the memory."""
+        if clean.shape[1] != self.block_frames:
+            raise ValueError(f"blocks have {self.block_frames} latent frames, got {clean.shape[1]}")
+        t = torch.zeros(clean.shape[:2], device=clean.device)
+        if self.memory_model is not None:
+            self.memory_model(clean, t, self._mem_ctx, self.memory, self.frame, commit=True)
+        else:
+            self.generator(clean, t, self._gen_ctx, self.memory, self.frame, commit=True)
+        self.frame += clean.shape[1]
+
+    @torch.no_grad()
+    def feed(self, latents: torch.Tensor) -> None:
+        """Feed clean context latents (a whole number of blocks) through the commit pass."""
+        if latents.shape[1] % self.block_frames:
+            raise ValueError(f"context latents must be whole blocks of {self.block_frames} frames, got {latents.shape[1]}")
+        p = self._param()
+        for i in range(0, latents.shape[1], self.block_frames):
+            self.commit(latents[:, i : i + self.block_frames].to(p.device, p.dtype))
+
+    @torch.no_grad()
+    def denoise(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Few-step denoising of the next block (reads the memory, commits nothing)."""
+        if self._gen_ctx is None or self._latent_shape is None:
+            raise RuntimeError("reset() first")
+        shape = (self._batch, self.block_frames, *self._latent_shape)
+        x = self._noise(shape) if noise is None else noise.to(self._param())
+        ones = torch.ones(shape[:2], device=x.device)
+        x0 = x
+        for i, (t, sigma) in enumerate(zip(self._steps, self._sigmas)):
+            flow = self.generator(x, ones * t, self._gen_ctx, self.memory, self.frame, commit=False)
+            x0 = (x.double() - sigma * flow.double()).to(x.dtype)
+            if i + 1 < len(self._steps):
+                nxt = self._sigmas[i + 1]
+                x = ((1 - nxt) * x0.float() + nxt * self._noise(shape).float()).to(x.dtype)
+        return x0
+
+    @torch.no_grad()
+    def next_block(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+        x0 = self.denoise(noise)
+        self.commit(x0)
+        return x0
