@@ -1,0 +1,120 @@
+"""The run-level lock: one launching invocation per run folder.
+
+The harness already locks each record file, which keeps two writers out of one file; it cannot
+keep a one-process run and a sharded run (which write different files) from working on the same
+samples at once. ``RUN/.run.lock`` does:
+
+* an invocation that covers the whole run (a plain run, a torchrun launch) holds it exclusively;
+* independent shards of one launch (SLURM array tasks, ``--shard K``) hold it shared, so they
+  run side by side but never beside a whole-run invocation.
+
+A launcher that starts the ranks itself (``--gpus N``) holds the exclusive lock and hands a token
+to its children through ``MAGBENCH_RUN_LOCK_TOKEN``; rank 0 accepts a lock held under that token
+as its own. flock needs a file system that supports it (local disks, NFSv4; Lustre with
+``-o flock``); where it does not, the run goes on with a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Iterator
+
+from magbench.errors import MagbenchError
+
+log = logging.getLogger("magbench")
+
+RUN_LOCK = ".run.lock"
+TOKEN_ENV = "MAGBENCH_RUN_LOCK_TOKEN"
+
+
+def _busy(run_path: Path, holder: str) -> MagbenchError:
+    return MagbenchError(
+        f"{run_path} is being written by another magbench process ({holder}); "
+        "wait for it (see `magbench status`) or use another --out"
+    )
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except ValueError:
+        return {}
+
+
+@contextlib.contextmanager
+def run_lock(run_path: Path, shared: bool = False, token: str | None = None) -> Iterator[None]:
+    """Hold the run lock of ``run_path`` (creating the folder) or fail at once if it is taken.
+
+    ``token``: written into the lock file by an exclusive holder so that the processes it starts
+    can recognise the lock as their launcher's (see :func:`held_by_launcher`).
+    """
+    run_path = Path(run_path)
+    run_path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_path / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            h = _read_holder(fd)
+            what = f"pid {h.get('pid', '?')} on {h.get('host', '?')}" if h else "shards of another launch"
+            raise _busy(run_path, what) from None
+        except OSError as exc:  # no flock on this file system: say so, do not refuse the run
+            log.warning("%s: cannot lock (%s); concurrent invocations will not be detected", run_path, exc)
+        if not shared:
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "token": token}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def rank0_run_lock(run_path: Path) -> Iterator[None]:
+    """The exclusive lock for rank 0 of a torchrun launch: taken here, or already held by the
+    ``magbench run --gpus N`` process that started us (same token)."""
+    token = os.environ.get(TOKEN_ENV)
+    if token and held_by_launcher(run_path, token):
+        yield
+        return
+    with run_lock(run_path):
+        yield
+
+
+def held_by_launcher(run_path: Path, token: str) -> bool:
+    path = Path(run_path) / RUN_LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        return _read_holder(fd).get("token") == token and is_locked(path)
+    finally:
+        os.close(fd)
+
+
+def is_locked(path: Path) -> bool:
+    """Whether some process holds an exclusive flock on ``path`` now.
+
+    Probes with a shared lock, released at once: the only moment it could get in a writer's way
+    is the microsecond it is held.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops a probe lock we may hold
+    return False
