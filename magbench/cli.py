@@ -43,8 +43,24 @@ def run(
     no_correspondences: bool = typer.Option(False, "--no-correspondences", help="Ignore dataset correspondences."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed samples again when resuming."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    launcher: str = typer.Option("local", "--launcher", help="local (this process) | torchrun (N processes, one per GPU) | slurm (an array job through submitit).", rich_help_panel="Scale-out"),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="Start torchrun with N processes, one per GPU (implies --launcher torchrun).", rich_help_panel="Scale-out"),
+    shards: Optional[int] = typer.Option(None, "--shards", help="Number of shards: torchrun processes, SLURM array tasks, or with --shard the split to take one shard of.", rich_help_panel="Scale-out"),
+    shard: Optional[int] = typer.Option(None, "--shard", help="Run only shard K of --shards N in this process (manual scale-out).", rich_help_panel="Scale-out"),
+    partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition.", rich_help_panel="Scale-out"),
+    time_limit: Optional[str] = typer.Option(None, "--time", help="SLURM time limit per task: minutes, HH:MM:SS or D-HH:MM:SS (default 4:00:00).", rich_help_panel="Scale-out"),
+    gpus_per_task: int = typer.Option(1, "--gpus-per-task", help="SLURM GPUs per array task (0 for CPU tasks).", rich_help_panel="Scale-out"),
+    cpus_per_task: Optional[int] = typer.Option(None, "--cpus-per-task", help="SLURM CPUs per array task.", rich_help_panel="Scale-out"),
+    mem_gb: Optional[float] = typer.Option(None, "--mem-gb", help="SLURM memory per array task, GB.", rich_help_panel="Scale-out"),
+    slurm_opt: List[str] = typer.Option([], "--slurm", help="Any other sbatch parameter KEY=VALUE (repeatable), e.g. account=abc, qos=high.", rich_help_panel="Scale-out"),
+    submitit_cluster: str = typer.Option("slurm", "--submitit-cluster", help="slurm, or local: submitit's local executor (real processes on this machine, no SLURM).", rich_help_panel="Scale-out"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="SLURM: print the shards and the sbatch script, submit nothing.", rich_help_panel="Scale-out"),
+    wait: bool = typer.Option(False, "--wait", help="SLURM: wait for the tasks and print the merged summary.", rich_help_panel="Scale-out"),
 ) -> None:
-    """Run METHOD over a dataset and score it. Results go to a run folder; re-running resumes."""
+    """Run METHOD over a dataset and score it. Results go to a run folder; re-running resumes.
+
+    Scale out with --gpus N (torchrun, one process per GPU), under `torchrun -m magbench run ...`,
+    or with --launcher slurm --shards N; `magbench status RUN` shows each shard's progress."""
     from magbench.harness import Harness, RunConfig, parse_options
     from magbench.protocol import ReplayProtocol
 
@@ -69,11 +85,27 @@ def run(
         protocol=ReplayProtocol(switch_fraction=switch_fraction, use_correspondences=not no_correspondences),
         retry_failed=retry_failed,
     )
-    harness = Harness(config)
-    for name, why in harness.skipped_metrics.items():
-        err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}")
-    summary = harness.run(progress=not quiet)
-    _print_summary(summary)
+    from magbench.runners.launch import LaunchOptions, launch
+
+    def warn_skipped(harness: Harness) -> None:
+        for name, why in harness.skipped_metrics.items():
+            err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}")
+
+    options = LaunchOptions(
+        launcher=launcher, shards=shards, gpus=gpus, shard=shard, partition=partition, time=time_limit,
+        gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task, mem_gb=mem_gb, slurm=slurm_opt,
+        submitit_cluster=submitit_cluster, dry_run=dry_run, wait=wait,
+    )
+    result = launch(config, options, progress=not quiet, on_harness=warn_skipped)
+    if result.message:
+        console.print(result.message, highlight=False, soft_wrap=True)
+    if result.summary is not None:
+        _print_summary(result.summary)
+        left = result.summary.total - result.summary.ok - result.summary.failed
+        if left > 0:
+            err_console.print(f"[yellow]{left} samples unfinished[/] (a process died?): run the same command again to finish them")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def _print_summary(summary) -> None:
