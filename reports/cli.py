@@ -71,13 +71,15 @@ def register(app: typer.Typer) -> None:
         console, err = Console(), Console(stderr=True)
         _print_problems(err, [str(p) for r in (c.run_a, c.run_b) for p in r.problems])
         table = Table(title=f"A = {c.run_a.run_id} ({c.run_a.method}), B = {c.run_b.run_id} ({c.run_b.method}); {len(c.shared)} shared samples")
-        for col in ("metric", "n", "A", "B", "B - A [95% CI]", "verdict"):
-            table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
+        for col in ("metric", "n", "A", "B", "B - A [95% CI]"):
+            table.add_column(col, justify="left" if col == "metric" else "right")
         for d in c.diffs:
-            style = {"B": "green", "A": "red"}.get(d.better or "", "")
-            table.add_row(d.key, str(d.n), fmt.num(d.mean_a), fmt.num(d.mean_b), fmt.ci(d.diff, d.ci_low, d.ci_high),
-                          f"[{style}]{d.verdict}[/]" if style else d.verdict)
+            table.add_row(d.key, str(d.n), fmt.num(d.mean_a), fmt.num(d.mean_b), fmt.ci(d.diff, d.ci_low, d.ci_high))
         console.print(table)
+        # Verdicts as plain lines: they are sentences, and a table column would wrap them.
+        for d in c.diffs:
+            style = {"B": "green", "A": "red"}.get(d.better or "", "dim")
+            console.print(f"[{style}]{d.verdict}[/]", highlight=False, soft_wrap=True)
 
 
 def _print_problems(console, problems: list[str]) -> None:

@@ -158,6 +158,8 @@ def speed_quality(
     ax.set_xlabel("frames per second (→ faster)", fontsize=9)
     ax.set_ylabel(f"{key} ({direction(hib)})" if hib is not None else key, fontsize=9)
     ax.margins(x=0.25, y=0.2)
+    if min(p[2][0] for p in pts) >= 0:  # the margin may reach below zero: no negative labels then
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "" if v < 0 else f"{v:g}"))
     if hib is False:
         ax.invert_yaxis()  # better is up in both directions of the chart
     ax.set_title(f"{key} vs FPS (marker area: {size_label.split(' (')[0]})", fontsize=10, loc="left", color=TEXT, pad=12)
