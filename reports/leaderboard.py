@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,9 @@ from magbench.reports.runs import (
 )
 from magbench.reports.stats import N_RESAMPLES, SEED, bootstrap_ci, clean
 from magbench.store import atomic_write_text
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 ID_COLUMNS = [
     "method", "kind", "method_config", "dataset", "dataset_revision", "protocol", "n_runs", "run_ids",
@@ -248,7 +251,7 @@ def _sort_order(frame: pd.DataFrame, primary: str | None, info: dict[str, dict[s
     return sorted(range(len(frame)), key=key)
 
 
-def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None):
+def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table":
     """The leaderboard for the terminal: metrics as "mean [95% CI]", sanity methods marked."""
     from rich import box
     from rich.table import Table

@@ -39,6 +39,15 @@ def test_every_fixed_column_is_documented_in_the_module_docstring(tmp_path):
         assert f"``{documented}" in lbmod.__doc__, col
 
 
+def test_run_dir_objects_and_paths_give_the_same_table(tmp_path):
+    from magbench.store import RunDir
+
+    runs = sanity_trio(tmp_path)
+    by_path = leaderboard([tmp_path])
+    by_dir = leaderboard([RunDir(p) for p in runs.values()])
+    pd.testing.assert_frame_equal(by_path, by_dir)
+
+
 def test_sorted_by_bestmatch_lpips_ascending_by_default(tmp_path):
     sanity_trio(tmp_path)
     df = leaderboard([tmp_path])
