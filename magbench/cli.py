@@ -98,7 +98,7 @@ def run(
     )
     result = launch(config, options, progress=not quiet, on_harness=warn_skipped)
     if result.message:
-        console.print(result.message, highlight=False, soft_wrap=True)
+        console.print(result.message, markup=False, highlight=False, soft_wrap=True)
     if result.summary is not None:
         _print_summary(result.summary)
         left = result.summary.total - result.summary.ok - result.summary.failed
