@@ -347,18 +347,23 @@ class CausalWan(nn.Module):
     def init_random(self, seed: int = 0, std: float = 0.02) -> "CausalWan":
         """Random weights with a non-zero head (Wan's own init zeroes ``head.head``, which would
         make every prediction zero and every test trivially pass)."""
-        g = torch.Generator().manual_seed(seed)
+        dev = self.patch_embedding.weight.device
+        g = torch.Generator(device=dev).manual_seed(seed)
+
+        def randn(shape: torch.Size) -> torch.Tensor:
+            return torch.randn(shape, generator=g, device=dev)
+
         with torch.no_grad():
             for name, p in self.named_parameters():
                 if name.endswith("modulation"):
-                    p.copy_(torch.randn(p.shape, generator=g) / self.cfg.dim**0.5)
+                    p.copy_(randn(p.shape) / self.cfg.dim**0.5)
                 elif "norm" in name and name.endswith("weight"):
-                    p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+                    p.copy_(1.0 + 0.1 * randn(p.shape))
                 elif name.endswith("bias"):
-                    p.copy_(0.02 * torch.randn(p.shape, generator=g))
+                    p.copy_(0.02 * randn(p.shape))
                 else:
                     fan_in = p[0].numel() if p.ndim > 1 else p.numel()
-                    p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+                    p.copy_(randn(p.shape) / math.sqrt(fan_in))
         return self
 
     def fuse_qkv(self) -> None:
