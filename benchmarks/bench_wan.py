@@ -37,7 +37,21 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout too
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import magbench.baselines.wan.model  # noqa: F401  (installed: baselines/ is magbench.baselines)
+except ModuleNotFoundError:
+    # An uninstalled checkout (e.g. a bare GPU machine): map baselines/ the way pyproject does,
+    # without running baselines/__init__ (which registers every built-in method).
+    import types
+
+    sys.path.insert(0, str(ROOT))
+    import magbench
+
+    pkg = types.ModuleType("magbench.baselines")
+    pkg.__path__ = [str(ROOT / "baselines")]
+    sys.modules["magbench.baselines"] = pkg
+    magbench.baselines = pkg  # type: ignore[attr-defined]
 
 from magbench.baselines.wan.memory import CompressedMemory, FullHistory, KVMemory, SlidingWindow  # noqa: E402
 from magbench.baselines.wan.model import CausalWan, WanConfig, set_attention_backend  # noqa: E402
