@@ -1,3 +1,4 @@
 """Built-in methods. Importing this package registers them in ``magbench.registry.METHODS``."""
 
 from magbench.baselines import sanity  # noqa: F401
+from magbench.baselines import wan  # noqa: F401  (mag, self-forcing, full-history; heavy imports are lazy)
