@@ -28,9 +28,6 @@ class LaunchOptions:
     dry_run: bool = False
     wait: bool = False
 
-    def is_default(self) -> bool:
-        return self == LaunchOptions()
-
 
 @dataclass
 class LaunchResult:
@@ -57,7 +54,9 @@ def launch(
         raise MagbenchError("--dry-run and --wait are for --launcher slurm")
 
     env = distributed.detect()
-    if env is not None and opts.launcher != "slurm":
+    if env is not None and opts.launcher == "slurm":
+        raise MagbenchError("--launcher slurm under torchrun would submit once per rank: submit from a plain shell")
+    if env is not None:
         return _as_rank(config, opts, env, progress, on_harness)
     if opts.launcher == "slurm":
         return _slurm(config, opts)

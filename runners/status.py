@@ -105,7 +105,7 @@ def render(status: RunStatus, console: Any) -> None:
         for col in ("shard", "record file", "samples", "finished", "failed", "pending", "state"):
             table.add_column(col, justify="right" if col in ("samples", "finished", "failed", "pending") else "left")
         for s in status.shards:
-            state = "running" if s.running else ("done" if s.pending == 0 else ("idle" if s.assigned == 0 else "stopped"))
+            state = "running" if s.running else ("empty" if s.assigned == 0 else ("done" if s.pending == 0 else "stopped"))
             table.add_row(str(s.shard), s.records, str(s.assigned), str(s.ok), str(s.failed), str(s.pending), state)
         table.add_row("all", "", str(sum(s.assigned for s in status.shards)), str(status.ok), str(status.failed), str(status.pending), "", style="bold")
         console.print(table)
