@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -254,10 +253,13 @@ def data_info(spec: str = typer.Argument("synthetic", help="Dataset spec, e.g. s
 
 
 def _register_plugins() -> None:
-    """Sub-commands that live beside the core (reports, runners)."""
-    for module in ("magbench.reports.cli", "magbench.runners.cli"):
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module).register(app)
+    """Sub-commands that live beside the core: reports (leaderboard, report, compare) and
+    runners (status)."""
+    from magbench.reports.cli import register as register_reports
+    from magbench.runners.cli import register as register_runners
+
+    register_reports(app)
+    register_runners(app)
 
 
 _register_plugins()

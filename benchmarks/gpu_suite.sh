@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU benchmarks in one call (the device machine has no network: wheels travel in .whl/).
+# Usage: bash benchmarks/gpu_suite.sh PART  (PART: kernels | e2e). Results go to $OUT.
+set -uo pipefail
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
+OUT=${OUT:-/tmp/magbench-bench}; mkdir -p "$OUT"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site || exit 1
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+case "${1:-kernels}" in
+  kernels)
+    timeout 150 python3 benchmarks/bench_bestmatch.py --device cuda --frames 64 --height 480 --width 832 --repeats 5 --naive-pairs 512 --out "$OUT/bestmatch.json" 2>&1 | tail -12
+    timeout 260 python3 benchmarks/bench_wan.py --out "$OUT/wan_eager.json" 2>&1 | tail -14
+    timeout 150 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --overlap-decode --out "$OUT/wan_overlap.json" 2>&1 | tail -6
+    ;;
+  e2e)
+    timeout 200 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --compile --no-vae --out "$OUT/wan_compile.json" 2>&1 | tail -6
+    timeout 240 python3 benchmarks/bench_throughput.py --method mag --samples 2 --warmup 1 --out "$OUT/throughput_mag.json" 2>&1 | tail -14
+    ;&
+  cli)
+    # Run the CLI away from the checkout: its magbench/ folder would shadow the installed package.
+    cd /tmp
+    # One GPU through the CLI, plain and through the torchrun launcher: same records, timings aside.
+    export MAGBENCH_CACHE=/tmp/mbcache
+    time timeout 150 python3 -m magbench run --method self-forcing --opt random_weights=true --limit 2 --metrics psnr,ssim --out /tmp/r1 -q 2>&1 | tail -8
+    timeout 150 python3 -m magbench run --method self-forcing --opt random_weights=true --limit 2 --metrics psnr,ssim --out /tmp/r2 -q --gpus 1 2>&1 | tail -8
+    python3 - <<'PY' 2>&1 | tee "$OUT/one_gpu_runs.txt"
+from magbench.store import RunDir
+drop = ("timing", "memory", "finished_at")
+a = {r["sample_id"]: {k: v for k, v in r.items() if k not in drop} for r in RunDir("/tmp/r1").records()}
+b = {r["sample_id"]: {k: v for k, v in r.items() if k not in drop} for r in RunDir("/tmp/r2").records()}
+print("records equal (timings aside):", bool(a) and a == b, "| samples", len(a), len(b))
+for r in RunDir("/tmp/r1").records():
+    t, m = r.get("timing", {}), r.get("memory", {})
+    print(r["sample_id"], r["status"], r.get("error"), "fps", t.get("fps"), "first_block_s", t.get("first_block_s"), "peak_vram", m.get("peak_device_bytes"), "kv_end", m.get("kv_bytes_end"))
+PY
+    ;;
+esac
