@@ -9,7 +9,10 @@ Layout of a run folder::
                                runs write samples.<shard>.jsonl; readers merge every file.
     RUN/previews/ID.npz        small uint8 frame strips for reports (no pickle: arrays only)
     RUN/videos/ID.mp4          generated target segment, with --save-videos
-    RUN/.lock                  held while a process writes to the run
+    RUN/.run.lock              held by the invocation that launched the run (runners/locking.py)
+    RUN/.samples*.jsonl.lock   held by the process appending to that record file
+    RUN/shards.json            the shard plan of a sharded run (runners/sharding.py)
+    RUN/slurm/                 submitit logs of a SLURM launch
 
 A record (``status`` "ok" or "failed")::
 
