@@ -54,7 +54,7 @@ except ModuleNotFoundError:
     magbench.baselines = pkg  # type: ignore[attr-defined]
 
 from magbench.baselines.wan.memory import CompressedMemory, FullHistory, KVMemory, SlidingWindow  # noqa: E402
-from magbench.baselines.wan.model import CausalWan, WanConfig, set_attention_backend  # noqa: E402
+from magbench.baselines.wan.model import CausalWan, WanConfig, set_attention_backend, set_fused_elementwise  # noqa: E402
 from magbench.baselines.wan.sampler import BlockSampler  # noqa: E402
 
 BLOCK = 3
@@ -77,6 +77,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--mag-sink", type=int, default=2)
     ap.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flash"])
     ap.add_argument("--no-fuse-qkv", action="store_true")
+    ap.add_argument("--no-fused", action="store_true", help="run the elementwise groups eagerly (no torch.compile)")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--compile-mode", default=None, help="torch.compile mode (e.g. max-autotune-no-cudagraphs, reduce-overhead)")
     ap.add_argument("--overlap-decode", action="store_true")
@@ -237,6 +238,7 @@ def main() -> None:
     if device.type == "cpu" and dtype != torch.float32:
         dtype = torch.float32  # CPU half-precision matmuls are not what this measures
     set_attention_backend(args.attention)
+    set_fused_elementwise(not args.no_fused)
     cfg = WanConfig.tiny() if args.tiny else WanConfig.t2v_1_3b()
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     try:

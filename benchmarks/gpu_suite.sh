@@ -11,6 +11,12 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 case "${1:-kernels}" in
+  fused)
+    timeout 120 python3 benchmarks/check_fused.py 2>&1 | grep -v Warn | tail -3
+    timeout 260 python3 benchmarks/bench_wan.py --out "$OUT/wan_fused.json" 2>&1 | tail -12
+    timeout 150 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --no-fused --no-vae --out "$OUT/wan_eager_ab.json" 2>&1 | tail -4
+    timeout 150 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --overlap-decode --out "$OUT/wan_fused_overlap.json" 2>&1 | tail -4
+    ;;
   kernels)
     timeout 150 python3 benchmarks/bench_bestmatch.py --device cuda --frames 64 --height 480 --width 832 --repeats 5 --naive-pairs 512 --out "$OUT/bestmatch.json" 2>&1 | tail -12
     timeout 260 python3 benchmarks/bench_wan.py --out "$OUT/wan_eager.json" 2>&1 | tail -14
