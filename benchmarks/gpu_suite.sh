@@ -12,10 +12,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 case "${1:-kernels}" in
   fused)
-    timeout 120 python3 benchmarks/check_fused.py 2>&1 | grep -v Warn | tail -3
-    timeout 260 python3 benchmarks/bench_wan.py --out "$OUT/wan_fused.json" 2>&1 | tail -12
-    timeout 150 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --no-fused --no-vae --out "$OUT/wan_eager_ab.json" 2>&1 | tail -4
-    timeout 150 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --overlap-decode --out "$OUT/wan_fused_overlap.json" 2>&1 | tail -4
+    # A/B of the fused elementwise groups, same machine, same call.
+    timeout 110 python3 benchmarks/check_fused.py 2>&1 | grep -v Warn | tail -3
+    timeout 190 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --out "$OUT/wan_fused.json" 2>&1 | tail -6
+    timeout 130 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --no-fused --out "$OUT/wan_eager_ab.json" 2>&1 | tail -6
+    timeout 130 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --overlap-decode --out "$OUT/wan_fused_overlap.json" 2>&1 | tail -6
     ;;
   kernels)
     timeout 150 python3 benchmarks/bench_bestmatch.py --device cuda --frames 64 --height 480 --width 832 --repeats 5 --naive-pairs 512 --out "$OUT/bestmatch.json" 2>&1 | tail -12

@@ -44,3 +44,18 @@ def test_fused_path_is_used_only_on_cuda_and_can_be_switched_off():
         assert wan._fused(wan.gated_residual, x) is wan.gated_residual
     finally:
         wan.set_fused_elementwise(True)
+
+
+@pytest.mark.parametrize("name,expected", [("mag", False), ("self-forcing", True), ("full-history", True)])
+def test_each_method_loads_with_its_measured_fused_default_and_the_option_overrides_it(name, expected, tmp_path):
+    from magbench.registry import METHODS
+
+    import magbench.baselines.wan  # noqa: F401
+
+    try:
+        for opts, want in (({}, expected), ({"fused_elementwise": not expected}, not expected)):
+            m = METHODS.get(name)(config="tiny", random_weights=True, resolution=[16, 32], prompt_cache=str(tmp_path), **opts)
+            m.load("cpu", torch.float32)
+            assert wan._FUSED["on"] is want
+    finally:
+        wan.set_fused_elementwise(True)

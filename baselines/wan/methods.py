@@ -17,6 +17,10 @@ transformer, random VAE, pseudo prompt embeddings; for CPU tests and timing), ``
 ([H, W]; default 480x832, 32x48 for the tiny config), ``use_prompt`` (True: the caption
 conditions the generator, as MAG-Bench's ``--use_prompt``), ``fuse_qkv`` (True), ``attention``
 ("auto", "sdpa", "flash"), ``compile`` (False: torch.compile the transformer blocks),
+``fused_elementwise`` (RoPE/RMSNorm/modulation/residual groups through torch.compile on CUDA:
+on for ``self-forcing`` and ``full-history``, 17% faster per block on an H100; off for ``mag``,
+whose smaller blocks are bound by kernel launches and ran 0-20% slower with it: see
+benchmarks/RESULTS.md),
 ``checkpoint_path`` / ``generator_path`` / ``memory_path`` / ``vae_path`` (local overrides).
 
 The protocol hands over 12a-3 context frames: 3a latent frames, whole blocks. They are VAE-encoded
@@ -50,6 +54,7 @@ COMMON_OPTIONS = {
     "fuse_qkv": True,
     "attention": "auto",
     "compile": False,
+    "fused_elementwise": True,
     "checkpoint_path": None,
     "generator_path": None,
     "memory_path": None,
@@ -122,12 +127,13 @@ class _WanMethod(Method):
                 if art is not WAN_DIFFUSERS and (self.opts["checkpoint_path"] or (self.opts["generator_path"] and self.opts["memory_path"])):
                     continue
                 art.require()
-        from magbench.baselines.wan.model import set_attention_backend
+        from magbench.baselines.wan.model import set_attention_backend, set_fused_elementwise
         from magbench.baselines.wan.sampler import BlockSampler
         from magbench.baselines.wan.text import PromptEncoder
         from magbench.baselines.wan.vae import WanVAE, tiny_vae_config, wan_vae_config
 
         set_attention_backend(self.opts["attention"])
+        set_fused_elementwise(bool(self.opts["fused_elementwise"]))
         generator, memory_model = self._load_generator()
         self.generator = self._prep(generator)
         self.memory_model = self._prep(memory_model) if memory_model is not None else None
@@ -278,7 +284,8 @@ class MagMethod(_WanMethod):
 
     description = "MAG (Memorize-and-Generate): compressed KV memory, 21 slots + 2-frame sink."
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, MAG))
-    defaults = {"slots": 21, "sink_frames": 2}
+    # Fused elementwise groups off: measured slower for MAG's launch-bound blocks (RESULTS.md).
+    defaults = {"slots": 21, "sink_frames": 2, "fused_elementwise": False}
 
     def _load_generator(self):
         from magbench.baselines.wan.checkpoint import load_wan, resolve_mag_folders
