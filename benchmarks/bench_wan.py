@@ -19,7 +19,8 @@ Usage (one H100, < 6 minutes)::
 
 Options: --attention {auto,sdpa,flash} (auto: flash-attn when installed, else SDPA),
 --compile (torch.compile each transformer block; --compile-mode reduce-overhead uses inductor's
-CUDA graphs), --overlap-decode (decode block k on a second CUDA stream while block k+1 is
+CUDA graphs), --cuda-graphs (the denoising passes replayed from CUDA graphs, captured per memory
+plan: use histories past the ring/window fill, e.g. 66,120), --no-fused, --overlap-decode (decode block k on a second CUDA stream while block k+1 is
 generated), --no-vae. The VAE part needs diffusers; without it the decode columns are skipped
 with a message.
 """
@@ -81,6 +82,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--compile-mode", default=None, help="torch.compile mode (e.g. max-autotune-no-cudagraphs, reduce-overhead)")
     ap.add_argument("--overlap-decode", action="store_true")
+    ap.add_argument("--cuda-graphs", action="store_true", help="replay the denoising passes from CUDA graphs")
     ap.add_argument("--no-vae", action="store_true")
     ap.add_argument("--out", default=None, help="JSON output path")
     args = ap.parse_args()
@@ -154,7 +156,7 @@ def load_vae(args, device, dtype):
 def bench_setting(policy, history, cfg, models, vae, args, device, dtype) -> dict:
     gen, memm = models["generator"], (models["memory"] if policy == "mag" else None)
     mem = make_memory(policy, cfg, args)
-    sampler = BlockSampler(gen, mem, memory_model=memm)
+    sampler = BlockSampler(gen, mem, memory_model=memm, cuda_graphs=args.cuda_graphs)
     h, w = args.height // 8, args.width // 8
     ft = (h // cfg.patch_size[1]) * (w // cfg.patch_size[2])
     g = torch.Generator(device=device).manual_seed(0)
@@ -227,6 +229,8 @@ def bench_setting(policy, history, cfg, models, vae, args, device, dtype) -> dic
         row.update(decode_block_s=med(dec_s), end_to_end_block_s=med(both_s), end_to_end_fps=12 / med(both_s))
     if overlap_s is not None:
         row.update(overlap_block_s=overlap_s, overlap_fps=12 / overlap_s)
+    if sampler._graphed is not None:
+        row["cuda_graph_passes"] = dict(sampler._graphed.counts)
     del sampler, mem
     return row
 

@@ -458,7 +458,10 @@ class CausalWan(nn.Module):
         memory: "KVMemory",
         start_frame: int,
         commit: bool,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """``rope``: the block's (cos, sin) tables, if the caller holds them already (a CUDA
+        graph replays from fixed buffers, so it passes its own; see :mod:`.graphs`)."""
         b, n_frames, c, hh, ww = x.shape
         pt, ph, pw = self.cfg.patch_size
         if pt != 1:
@@ -468,7 +471,8 @@ class CausalWan(nn.Module):
         gh, gw = tokens.shape[-2:]
         tokens = tokens.flatten(2).transpose(1, 2)  # [B, F*h'*w', C]
         e, e0 = self.time_embed(t)
-        rope = self.rope.tables(start_frame, n_frames, gh, gw, x.device)
+        if rope is None:
+            rope = self.rope.tables(start_frame, n_frames, gh, gw, x.device)
         memory.begin(start_frame, n_frames, gh * gw, commit)
         for blk, kv in zip(self.blocks, context_kv):
             tokens = blk(tokens, e0, rope, kv, memory)

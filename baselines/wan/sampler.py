@@ -76,7 +76,10 @@ class BlockSampler:
         memory_model: CausalWan | None = None,
         schedule: FlowSchedule | None = None,
         block_frames: int = 3,
+        cuda_graphs: bool = False,
     ) -> None:
+        """``cuda_graphs``: replay the denoising passes from CUDA graphs (see :mod:`.graphs`);
+        ignored off the GPU."""
         self.generator = generator
         self.memory_model = memory_model
         self.memory = memory
@@ -88,6 +91,11 @@ class BlockSampler:
         self._gen_ctx: list | None = None
         self._mem_ctx: list | None = None
         self._noise_gen: torch.Generator | None = None
+        self._graphed = None
+        if cuda_graphs and generator.patch_embedding.weight.is_cuda:
+            from magbench.baselines.wan.graphs import GraphedDenoiser
+
+            self._graphed = GraphedDenoiser(generator, memory)
 
     @property
     def timesteps(self) -> list[float]:
@@ -154,7 +162,10 @@ class BlockSampler:
         ones = torch.ones(shape[:2], device=x.device)
         x0 = x
         for i, (t, sigma) in enumerate(zip(self._steps, self._sigmas)):
-            flow = self.generator(x, ones * t, self._gen_ctx, self.memory, self.frame, commit=False)
+            if self._graphed is not None:
+                flow = self._graphed(x, ones * t, self._gen_ctx, self.frame)
+            else:
+                flow = self.generator(x, ones * t, self._gen_ctx, self.memory, self.frame, commit=False)
             x0 = (x.double() - sigma * flow.double()).to(x.dtype)
             if i + 1 < len(self._steps):
                 nxt = self._sigmas[i + 1]
