@@ -18,6 +18,16 @@ case "${1:-kernels}" in
     timeout 130 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --no-fused --out "$OUT/wan_eager_ab.json" 2>&1 | tail -6
     timeout 130 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 21 --overlap-decode --out "$OUT/wan_fused_overlap.json" 2>&1 | tail -6
     ;;
+  graphs)
+    # CUDA graphs for the denoising passes, A/B with and without the fused groups, memory full.
+    timeout 150 python3 benchmarks/check_graphs.py 2>&1 | grep -v Warn | tail -3
+    for v in "" "--no-fused" "--cuda-graphs" "--cuda-graphs --no-fused"; do
+      timeout 100 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 66 --warmup 2 --blocks 4 --no-vae $v \
+        --out "$OUT/wan_graphs_ab$(echo $v | tr -d ' -').json" 2>&1 | tail -4 | head -2 | sed "s/^/[$v] /"
+    done
+    timeout 110 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 66 --warmup 2 --blocks 4 --cuda-graphs \
+      --out "$OUT/wan_graphs_e2e.json" 2>&1 | tail -4 | head -2
+    ;;
   kernels)
     timeout 150 python3 benchmarks/bench_bestmatch.py --device cuda --frames 64 --height 480 --width 832 --repeats 5 --naive-pairs 512 --out "$OUT/bestmatch.json" 2>&1 | tail -12
     timeout 260 python3 benchmarks/bench_wan.py --out "$OUT/wan_eager.json" 2>&1 | tail -14

@@ -46,8 +46,8 @@ def test_fused_path_is_used_only_on_cuda_and_can_be_switched_off():
         wan.set_fused_elementwise(True)
 
 
-@pytest.mark.parametrize("name,expected", [("mag", False), ("self-forcing", True), ("full-history", True)])
-def test_each_method_loads_with_its_measured_fused_default_and_the_option_overrides_it(name, expected, tmp_path):
+@pytest.mark.parametrize("name,expected", [("mag", True), ("self-forcing", True), ("full-history", True)])
+def test_each_method_loads_with_the_fused_default_and_the_option_overrides_it(name, expected, tmp_path):
     from magbench.registry import METHODS
 
     import magbench.baselines.wan  # noqa: F401

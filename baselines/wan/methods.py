@@ -17,9 +17,9 @@ transformer, random VAE, pseudo prompt embeddings; for CPU tests and timing), ``
 ([H, W]; default 480x832, 32x48 for the tiny config), ``use_prompt`` (True: the caption
 conditions the generator, as MAG-Bench's ``--use_prompt``), ``fuse_qkv`` (True), ``attention``
 ("auto", "sdpa", "flash"), ``compile`` (False: torch.compile the transformer blocks),
-``fused_elementwise`` (RoPE/RMSNorm/modulation/residual groups through torch.compile on CUDA:
-on for ``self-forcing`` and ``full-history``, 17% faster per block on an H100; off for ``mag``,
-whose smaller blocks are bound by kernel launches and ran 0-20% slower with it: see
+``fused_elementwise`` (True: RoPE/RMSNorm/modulation/residual groups through torch.compile on
+CUDA, 0.83x the block time of eager for mag and self-forcing on an H100), ``cuda_graphs`` (False:
+replay the denoising passes from CUDA graphs; exact, but only ~1% faster: see
 benchmarks/RESULTS.md),
 ``checkpoint_path`` / ``generator_path`` / ``memory_path`` / ``vae_path`` (local overrides).
 
@@ -55,6 +55,7 @@ COMMON_OPTIONS = {
     "attention": "auto",
     "compile": False,
     "fused_elementwise": True,
+    "cuda_graphs": False,
     "checkpoint_path": None,
     "generator_path": None,
     "memory_path": None,
@@ -139,7 +140,10 @@ class _WanMethod(Method):
         self.memory_model = self._prep(memory_model) if memory_model is not None else None
         cfg = self.generator.cfg
         self.memory = self._make_memory(cfg.num_layers)
-        self.sampler = BlockSampler(self.generator, self.memory, memory_model=self.memory_model, block_frames=BLOCK_FRAMES)
+        self.sampler = BlockSampler(
+            self.generator, self.memory, memory_model=self.memory_model, block_frames=BLOCK_FRAMES,
+            cuda_graphs=bool(self.opts["cuda_graphs"]),
+        )
         vae_dtype = dtype if torch.device(device).type == "cuda" else torch.float32
         if random:
             vae_cfg = tiny_vae_config() if self.opts["config"] == "tiny" else wan_vae_config()
@@ -284,8 +288,7 @@ class MagMethod(_WanMethod):
 
     description = "MAG (Memorize-and-Generate): compressed KV memory, 21 slots + 2-frame sink."
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, MAG))
-    # Fused elementwise groups off: measured slower for MAG's launch-bound blocks (RESULTS.md).
-    defaults = {"slots": 21, "sink_frames": 2, "fused_elementwise": False}
+    defaults = {"slots": 21, "sink_frames": 2}
 
     def _load_generator(self):
         from magbench.baselines.wan.checkpoint import load_wan, resolve_mag_folders
