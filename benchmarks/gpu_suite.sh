@@ -40,19 +40,25 @@ case "${1:-kernels}" in
   cli)
     # Run the CLI away from the checkout: its magbench/ folder would shadow the installed package.
     cd /tmp
-    # One GPU through the CLI, plain and through the torchrun launcher: same records, timings aside.
+    # One GPU through the CLI, plain, through the torchrun launcher, and with CUDA graphs: the
+    # same records, timings aside. METHOD=mag|self-forcing|full-history (default self-forcing).
     export MAGBENCH_CACHE=/tmp/mbcache
-    time timeout 150 python3 -m magbench run --method self-forcing --opt random_weights=true --limit 2 --metrics psnr,ssim --out /tmp/r1 -q 2>&1 | tail -8
-    timeout 150 python3 -m magbench run --method self-forcing --opt random_weights=true --limit 2 --metrics psnr,ssim --out /tmp/r2 -q --gpus 1 2>&1 | tail -8
-    python3 - <<'PY' 2>&1 | tee "$OUT/one_gpu_runs.txt"
+    M=${METHOD:-self-forcing}
+    time timeout 150 python3 -m magbench run --method $M --opt random_weights=true --limit 2 --metrics psnr,ssim --out /tmp/r1 -q 2>&1 | tail -8
+    timeout 150 python3 -m magbench run --method $M --opt random_weights=true --limit 2 --metrics psnr,ssim --out /tmp/r2 -q --gpus 1 2>&1 | tail -8
+    timeout 150 python3 -m magbench run --method $M --opt random_weights=true --opt cuda_graphs=true --limit 2 --metrics psnr,ssim --out /tmp/r3 -q 2>&1 | tail -8
+    python3 - <<'PY' 2>&1 | tee "$OUT/one_gpu_runs_${M}.txt"
 from magbench.store import RunDir
-drop = ("timing", "memory", "finished_at")
-a = {r["sample_id"]: {k: v for k, v in r.items() if k not in drop} for r in RunDir("/tmp/r1").records()}
-b = {r["sample_id"]: {k: v for k, v in r.items() if k not in drop} for r in RunDir("/tmp/r2").records()}
-print("records equal (timings aside):", bool(a) and a == b, "| samples", len(a), len(b))
-for r in RunDir("/tmp/r1").records():
-    t, m = r.get("timing", {}), r.get("memory", {})
-    print(r["sample_id"], r["status"], r.get("error"), "fps", t.get("fps"), "first_block_s", t.get("first_block_s"), "peak_vram", m.get("peak_device_bytes"), "kv_end", m.get("kv_bytes_end"))
+drop = ("timing", "memory", "finished_at", "method_config", "config")
+def recs(d):
+    return {r["sample_id"]: {k: v for k, v in r.items() if k not in drop} for r in RunDir(d).records()}
+a, b, c = recs("/tmp/r1"), recs("/tmp/r2"), recs("/tmp/r3")
+print("plain vs torchrun --gpus 1, records equal (timings aside):", bool(a) and a == b, "| samples", len(a), len(b))
+print("plain vs cuda_graphs=true, records equal (timings aside):", bool(a) and a == c, "| samples", len(c))
+for d in ("/tmp/r1", "/tmp/r3"):
+    for r in RunDir(d).records():
+        t, m = r.get("timing", {}), r.get("memory", {})
+        print(d, r["sample_id"], r["status"], r.get("error"), "fps", t.get("fps"), "first_block_s", t.get("first_block_s"), "peak_vram", m.get("peak_device_bytes"), "kv_end", m.get("kv_bytes_end"))
 PY
     ;;
 esac
