@@ -28,6 +28,9 @@ case "${1:-kernels}" in
     timeout 110 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 66 --warmup 2 --blocks 4 --cuda-graphs \
       --out "$OUT/wan_graphs_e2e.json" 2>&1 | tail -4 | head -2
     ;;
+  vae)
+    timeout 300 python3 benchmarks/bench_vae.py --out "$OUT/vae.json" 2>&1 | grep -v "float32\|Warn" | tail -6
+    ;;
   kernels)
     timeout 150 python3 benchmarks/bench_bestmatch.py --device cuda --frames 64 --height 480 --width 832 --repeats 5 --naive-pairs 512 --out "$OUT/bestmatch.json" 2>&1 | tail -12
     timeout 260 python3 benchmarks/bench_wan.py --out "$OUT/wan_eager.json" 2>&1 | tail -14

@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""GPU benchmark of the Wan VAE's streaming decode and encode (diffusers ``AutoencoderKLWan``,
+random weights, 480x832, bf16) under cuDNN settings, each checked against the default's output.
+
+Variants: ``default`` (cudnn.benchmark off), ``cudnn-benchmark`` (cuDNN times its conv
+algorithms on first use), ``channels-last`` (conv weights in channels_last_3d, with
+benchmark on). Per block: 3 latent frames -> 12 pixel frames (decode), 12 pixel frames -> 3
+latent frames (encode). Medians of ``--blocks`` blocks after one warm-up block.
+
+    python benchmarks/bench_vae.py --out vae.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_wan  # noqa: E402,F401  (puts the checkout's packages on the path like the other benchmarks)
+from magbench.baselines.wan.vae import WanVAE, tiny_vae_config, wan_vae_config  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(variant: str, args, device, dtype) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    torch.backends.cudnn.benchmark = variant != "default"
+    vae = WanVAE.random(tiny_vae_config() if args.tiny else wan_vae_config(), device, dtype)
+    if variant == "channels-last":  # conv weights only: a channels-last weight makes cuDNN run NDHWC
+        for mod in vae.vae.modules():
+            if isinstance(mod, torch.nn.Conv3d):
+                mod.weight.data = mod.weight.data.contiguous(memory_format=torch.channels_last_3d)
+    g = torch.Generator(device=device).manual_seed(0)
+    h, w = args.height // 8, args.width // 8
+    lat = [torch.randn(1, 3, 16, h, w, device=device, generator=g).to(dtype) for _ in range(args.blocks + 2)]
+    pix = [torch.rand(12, 3, args.height, args.width, device=device, generator=g) for _ in range(args.blocks + 2)]
+    dec, enc = vae.decoder_stream(), vae.encoder_stream()
+    dec.push(lat[0])  # the video's first latent frame decodes alone; prime past it
+    enc.push(pix[0][:1])
+    dec_s, enc_s, outs_d, outs_e = [], [], [], []
+    for i in range(1, args.blocks + 2):
+        sync(device)
+        t0 = time.perf_counter()
+        d = dec.push(lat[i])
+        sync(device)
+        t1 = time.perf_counter()
+        e = enc.push(pix[i])
+        sync(device)
+        t2 = time.perf_counter()
+        if i > 1:
+            dec_s.append(t1 - t0)
+            enc_s.append(t2 - t1)
+        outs_d.append(d.float())
+        outs_e.append(e.float())
+    row = {
+        "variant": variant,
+        "decode_block_s": statistics.median(dec_s),
+        "encode_block_s": statistics.median(enc_s),
+        "decode_all_s": dec_s,
+        "encode_all_s": enc_s,
+        "peak_vram_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0,
+    }
+    del vae, dec, enc
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row, torch.cat(outs_d), torch.cat(outs_e, dim=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--width", type=int, default=832)
+    ap.add_argument("--blocks", type=int, default=5)
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    if args.tiny:
+        args.height, args.width = 32, 48
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    rows, ref = [], None
+    for variant in ("default", "cudnn-benchmark", "channels-last"):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        row, d, e = run(variant, args, device, dtype)
+        if ref is None:
+            ref = (d, e)
+        row["decode_max_abs_diff_vs_default"] = (d - ref[0]).abs().max().item()
+        row["encode_max_abs_diff_vs_default"] = (e - ref[1]).abs().max().item()
+        rows.append(row)
+    base = rows[0]
+    print(f"{'variant':<17}{'decode ms':>10}{'x':>6}{'encode ms':>10}{'x':>6}{'dec diff':>10}{'enc diff':>10}{'peak GiB':>9}")
+    for r in rows:
+        print(
+            f"{r['variant']:<17}{r['decode_block_s'] * 1e3:>10.1f}{base['decode_block_s'] / r['decode_block_s']:>6.2f}"
+            f"{r['encode_block_s'] * 1e3:>10.1f}{base['encode_block_s'] / r['encode_block_s']:>6.2f}"
+            f"{r['decode_max_abs_diff_vs_default']:>10.1e}{r['encode_max_abs_diff_vs_default']:>10.1e}{r['peak_vram_bytes'] / 2**30:>9.2f}"
+        )
+    if args.out:
+        gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+        info = {"gpu": gpu, "torch": torch.__version__, "cudnn": torch.backends.cudnn.version()}
+        Path(args.out).write_text(json.dumps({"device": info, "rows": rows}, indent=1))
+        print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
