@@ -36,11 +36,8 @@ def run(variant: str, args, device, dtype) -> tuple[dict, torch.Tensor, torch.Te
     if variant == "fp32-reference":
         dtype = torch.float32
     torch.backends.cudnn.benchmark = variant not in ("default", "fp32-reference")
-    vae = WanVAE.random(tiny_vae_config() if args.tiny else wan_vae_config(), device, dtype)
-    if variant == "channels-last":  # conv weights only: a channels-last weight makes cuDNN run NDHWC
-        for mod in vae.vae.modules():
-            if isinstance(mod, torch.nn.Conv3d):
-                mod.weight.data = mod.weight.data.contiguous(memory_format=torch.channels_last_3d)
+    cfg = tiny_vae_config() if args.tiny else wan_vae_config()
+    vae = WanVAE.random(cfg, device, dtype, channels_last=variant == "channels-last")
     g = torch.Generator(device=device).manual_seed(0)
     h, w = args.height // 8, args.width // 8
     lat = [torch.randn(1, 3, 16, h, w, device=device, generator=g).to(dtype) for _ in range(args.blocks + 2)]

@@ -135,6 +135,21 @@ def test_streaming_decode_and_encode_equal_whole_video():
     torch.testing.assert_close(torch.cat(blocks), video, rtol=1e-5, atol=1e-5)
 
 
+def test_channels_last_vae_streams_the_same_frames_as_the_default_layout():
+    from magbench.baselines.wan.vae import WanVAE, tiny_vae_config
+
+    plain = WanVAE.random(tiny_vae_config(), "cpu", torch.float32, channels_last=False)
+    nhwc = WanVAE.random(tiny_vae_config(), "cpu", torch.float32, channels_last=True)
+    conv = next(m for m in nhwc.vae.modules() if isinstance(m, torch.nn.Conv3d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    frames = torch.rand(13, 3, 16, 32, generator=torch.Generator().manual_seed(0))
+    a, b = plain.encoder_stream().push(frames), nhwc.encoder_stream().push(frames)
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    da, db = plain.decoder_stream(), nhwc.decoder_stream()
+    for i in range(0, 3, 1):
+        torch.testing.assert_close(db.push(a[:, i : i + 1]), da.push(a[:, i : i + 1]), rtol=1e-5, atol=1e-5)
+
+
 def test_prompt_embeddings_are_cached_on_disk(tmp_path):
     from magbench.baselines.wan.text import PromptEncoder
 
