@@ -5,7 +5,8 @@ random weights, 480x832, bf16) under cuDNN settings, each checked against the de
 Variants: ``fp32-reference`` (the same weights in float32: what the others' errors are measured
 against), ``default`` (bf16, cudnn.benchmark off), ``cudnn-benchmark`` (cuDNN times its conv
 algorithms on first use), ``channels-last`` (conv weights in channels_last_3d, with
-benchmark on). Per block: 3 latent frames -> 12 pixel frames (decode), 12 pixel frames -> 3
+benchmark on); with ``--try-compile`` also channels-last with each ``WanRMS_norm`` or each
+``WanResidualBlock`` of diffusers' model through torch.compile. Per block: 3 latent frames -> 12 pixel frames (decode), 12 pixel frames -> 3
 latent frames (encode). Medians of ``--blocks`` blocks after one warm-up block.
 
     python benchmarks/bench_vae.py --out vae.json
@@ -37,7 +38,18 @@ def run(variant: str, args, device, dtype) -> tuple[dict, torch.Tensor, torch.Te
         dtype = torch.float32
     torch.backends.cudnn.benchmark = variant not in ("default", "fp32-reference")
     cfg = tiny_vae_config() if args.tiny else wan_vae_config()
-    vae = WanVAE.random(cfg, device, dtype, channels_last=variant == "channels-last")
+    vae = WanVAE.random(cfg, device, dtype, channels_last=variant.startswith("channels-last"))
+    if variant.endswith("compiled-norms") or variant.endswith("compiled-resblocks"):
+        from diffusers.models.autoencoders import autoencoder_kl_wan as akw
+
+        kind = akw.WanRMS_norm if variant.endswith("norms") else akw.WanResidualBlock
+        # One code object serves every stage's shapes and cache states: allow the recompiles.
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, 64)
+        for mod in vae.vae.modules():
+            if isinstance(mod, kind):
+                mod.compile()
     g = torch.Generator(device=device).manual_seed(0)
     h, w = args.height // 8, args.width // 8
     lat = [torch.randn(1, 3, 16, h, w, device=device, generator=g).to(dtype) for _ in range(args.blocks + 2)]
@@ -81,6 +93,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--try-compile", action="store_true", help="also torch.compile the RMS norms / residual blocks")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.tiny:
@@ -90,7 +103,10 @@ def main() -> None:
     # The bf16 variants' errors are measured against the same network in float32, so a faster
     # variant is kept only if it is as close to it as the default is.
     rows, ref = [], None
-    for variant in ("fp32-reference", "default", "cudnn-benchmark", "channels-last"):
+    variants = ["fp32-reference", "default", "cudnn-benchmark", "channels-last"]
+    if args.try_compile:
+        variants += ["channels-last+compiled-norms", "channels-last+compiled-resblocks"]
+    for variant in variants:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         row, d, e = run(variant, args, device, dtype)
@@ -102,10 +118,10 @@ def main() -> None:
             row[f"{part}_mean_abs_err_vs_fp32"] = err.mean().item()
         rows.append(row)
     base = rows[1]
-    print(f"{'variant':<17}{'decode ms':>10}{'x':>6}{'encode ms':>10}{'x':>6}{'dec err max/mean':>20}{'enc err max/mean':>20}{'peak GiB':>9}")
+    print(f"{'variant':<33}{'decode ms':>10}{'x':>6}{'encode ms':>10}{'x':>6}{'dec err max/mean':>20}{'enc err max/mean':>20}{'peak GiB':>9}")
     for r in rows:
         print(
-            f"{r['variant']:<17}{r['decode_block_s'] * 1e3:>10.1f}{base['decode_block_s'] / r['decode_block_s']:>6.2f}"
+            f"{r['variant']:<33}{r['decode_block_s'] * 1e3:>10.1f}{base['decode_block_s'] / r['decode_block_s']:>6.2f}"
             f"{r['encode_block_s'] * 1e3:>10.1f}{base['encode_block_s'] / r['encode_block_s']:>6.2f}"
             f"{r['decode_max_abs_err_vs_fp32']:>11.1e}/{r['decode_mean_abs_err_vs_fp32']:.1e}"
             f"{r['encode_max_abs_err_vs_fp32']:>11.1e}/{r['encode_mean_abs_err_vs_fp32']:.1e}{r['peak_vram_bytes'] / 2**30:>9.2f}"

@@ -30,7 +30,7 @@ case "${1:-kernels}" in
       --out "$OUT/wan_graphs_e2e.json" 2>&1 | tail -4 | head -2
     ;;
   vae)
-    timeout 300 python3 benchmarks/bench_vae.py --out "$OUT/vae.json" 2>&1 | grep -v "float32\|Warn" | tail -6
+    timeout ${VAE_TIMEOUT:-300} python3 benchmarks/bench_vae.py ${VAE_ARGS:-} --out "$OUT/vae.json" 2>&1 | grep -v "float32\|Warn" | tail -8
     ;;
   defaults)
     # The shipped defaults end to end: fused elementwise groups, channels-last VAE.
