@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmarks in one call (the device machine has no network: wheels travel in .whl/).
-# Usage: bash benchmarks/gpu_suite.sh PART  (PART: kernels | e2e | cli | fused | graphs | vae | defaults).
+# Usage: bash benchmarks/gpu_suite.sh PART  (PART: kernels | e2e | cli | fused | graphs | vae | defaults | final).
 # Results go to $OUT.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
@@ -37,6 +37,13 @@ case "${1:-kernels}" in
     timeout 150 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 66 --warmup 2 --blocks 4 \
       --out "$OUT/wan_defaults_e2e.json" 2>&1 | tail -4 | head -3
     timeout 300 python3 benchmarks/bench_throughput.py --method mag --samples 2 --warmup 1 --out "$OUT/throughput_mag_defaults.json" 2>&1 | tail -16
+    ;;
+  final)
+    # The VAE variants, then the shipped defaults end to end (fused groups, channels-last VAE
+    # with fused norms).
+    timeout 300 python3 benchmarks/bench_vae.py --out "$OUT/vae_fused_norms.json" 2>&1 | grep -v "float32\|Warn" | tail -6
+    timeout 200 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 66 --warmup 2 --blocks 4 \
+      --out "$OUT/wan_defaults_e2e_fused_norms.json" 2>&1 | tail -4 | head -3
     ;;
   kernels)
     timeout 150 python3 benchmarks/bench_bestmatch.py --device cuda --frames 64 --height 480 --width 832 --repeats 5 --naive-pairs 512 --out "$OUT/bestmatch.json" 2>&1 | tail -12
