@@ -33,6 +33,6 @@ def test_vae_benchmark_tiny_mode_measures_errors_against_float32(tmp_path):
     pytest.importorskip("diffusers")
     res = _run("bench_vae.py", "--tiny", "--device", "cpu", "--blocks", "1", out=tmp_path / "v.json")
     names = [r["variant"] for r in res["rows"]]
-    assert names == ["fp32-reference", "default", "cudnn-benchmark", "channels-last"]
+    assert names == ["fp32-reference", "default", "channels-last", "channels-last+fused-norms"]
     # On the CPU every variant runs in float32: the same numbers up to summation order.
     assert all(r["decode_max_abs_err_vs_fp32"] < 1e-4 for r in res["rows"])
