@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--try-compile", action="store_true", help="also torch.compile the RMS norms / residual blocks")
+    ap.add_argument("--variants", default=None, help="comma-separated subset (fp32-reference always runs first)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.tiny:
@@ -107,6 +108,8 @@ def main() -> None:
     variants = ["fp32-reference", "default", "channels-last", "channels-last+fused-norms"]
     if args.try_compile:
         variants += ["cudnn-benchmark", "channels-last+compiled-resblocks"]
+    if args.variants:
+        variants = ["fp32-reference"] + [v for v in args.variants.split(",") if v and v != "fp32-reference"]
     for variant in variants:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -118,7 +121,7 @@ def main() -> None:
             row[f"{part}_max_abs_err_vs_fp32"] = err.max().item()
             row[f"{part}_mean_abs_err_vs_fp32"] = err.mean().item()
         rows.append(row)
-    base = rows[1]
+    base = next((r for r in rows if r["variant"] == "default"), rows[1] if len(rows) > 1 else rows[0])
     print(f"{'variant':<33}{'decode ms':>10}{'x':>6}{'encode ms':>10}{'x':>6}{'dec err max/mean':>20}{'enc err max/mean':>20}{'peak GiB':>9}")
     for r in rows:
         print(

@@ -41,7 +41,7 @@ case "${1:-kernels}" in
   final)
     # The VAE variants, then the shipped defaults end to end (fused groups, channels-last VAE
     # with fused norms).
-    timeout 300 python3 benchmarks/bench_vae.py --out "$OUT/vae_fused_norms.json" 2>&1 | grep -v "float32\|Warn" | tail -6
+    timeout 300 python3 benchmarks/bench_vae.py ${VAE_ARGS:-} --out "$OUT/vae_fused_norms.json" 2>&1 | grep -v "float32\|Warn" | tail -6
     timeout 200 python3 benchmarks/bench_wan.py --policies mag,self-forcing --histories 66 --warmup 2 --blocks 4 \
       --out "$OUT/wan_defaults_e2e_fused_norms.json" 2>&1 | tail -4 | head -3
     ;;

