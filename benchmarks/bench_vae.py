@@ -4,8 +4,9 @@ random weights, 480x832, bf16) under cuDNN settings, each checked against the de
 
 Variants: ``fp32-reference`` (the same weights in float32: what the others' errors are measured
 against), ``default`` (bf16, as diffusers runs it), ``channels-last`` (conv weights in
-channels_last_3d, cudnn.benchmark on), ``channels-last+fused-norms`` (and each RMS norm one
-compiled kernel: ``WanVAE``'s default on CUDA); with ``--try-compile`` also ``cudnn-benchmark``
+channels_last_3d, cudnn.benchmark on), ``channels-last+fused-norms`` (and each ``WanRMS_norm`` module
+through torch.compile: ``WanVAE``'s default on CUDA; called ``channels-last+compiled-norms``
+in ``results/vae_compile_variants.json``); with ``--try-compile`` also ``cudnn-benchmark``
 alone and channels-last with each ``WanResidualBlock`` through torch.compile. Per block: 3 latent frames -> 12 pixel frames (decode), 12 pixel frames -> 3
 latent frames (encode). Medians of ``--blocks`` blocks after one warm-up block.
 

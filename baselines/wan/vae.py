@@ -15,41 +15,10 @@ Latents are normalised with the VAE config's ``latents_mean`` / ``latents_std``:
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
 import torch
-
-
-def _rms_norm(x: torch.Tensor, gamma: torch.Tensor, bias: torch.Tensor | None, dim: int) -> torch.Tensor:
-    """diffusers' ``WanRMS_norm.forward``: L2-normalise over channels (in float32 for half
-    precision), times sqrt(C) * gamma, plus bias. (sqrt(C) comes from the shape, so one compiled
-    graph serves every channel count.)"""
-    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    out = torch.nn.functional.normalize(xf, dim=dim).to(x.dtype) * (x.shape[dim] ** 0.5) * gamma
-    return out if bias is None else out + bias
-
-
-_COMPILED_NORM: dict[str, Any] = {}
-
-
-def _fused_rms_norm(mod: Any, x: torch.Tensor) -> torch.Tensor:
-    # One compiled graph (dynamic shapes) for every norm of the VAE: a single fused kernel in
-    # place of ~6 full-resolution passes (float copy, norm, divide, cast, two multiplies).
-    fn = _COMPILED_NORM.get("fn")
-    if fn is None:
-        # Rank (4/5), layout (channels-last or not) and bias give a handful of graphs; the
-        # default limit of 8 per function would be tight.
-        cfg = torch._dynamo.config
-        if getattr(cfg, "recompile_limit", 64) < 32:
-            cfg.recompile_limit = 32
-        fn = _COMPILED_NORM["fn"] = torch.compile(_rms_norm, dynamic=True)
-    # gamma as the parameter it is: parameters keep static shapes under torch.compile, so each
-    # channel count (3-4 of them) gets its own graph with a fixed-size reduction, which ran
-    # 1.3x faster on an H100 than one graph with a symbolic channel count.
-    bias = mod.bias if isinstance(mod.bias, torch.Tensor) else None
-    return fn(x, mod.gamma, bias, 1 if mod.channel_first else -1)
 
 
 def tiny_vae_config() -> dict[str, Any]:
@@ -68,7 +37,8 @@ class WanVAE:
     def __init__(self, vae: Any, channels_last: bool | None = None, fused_norms: bool | None = None) -> None:
         """``channels_last``: conv weights in channels_last_3d, so cuDNN runs its NDHWC kernels;
         ``fused_norms``: each RMS norm as one torch.compile'd kernel. Together, on an H100: decode
-        1.7x, encode 1.8x faster, same error against float32 (benchmarks/RESULTS.md). Default:
+        1.73x, encode 1.82x faster than the default, same error against float32
+        (benchmarks/RESULTS.md). Default:
         on CUDA only (on the CPU channels-last was slower and compiling is not worth it)."""
         self.vae = vae.eval().requires_grad_(False)
         cfg = vae.config
@@ -80,9 +50,16 @@ class WanVAE:
         if fused_norms if fused_norms is not None else p.is_cuda:
             from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 
+            # Each norm compiled as a module (one fused kernel in place of ~6 full-resolution
+            # passes: float copy, normalise, divide, cast, two multiplies). Their shared code
+            # object sees ~3 channel counts x 2 ranks x 2 layouts x first-chunk shapes, more
+            # than the default 8 recompiles: raise the limit (only ever upwards).
+            dynamo = torch._dynamo.config
+            if getattr(dynamo, "recompile_limit", 64) < 64:
+                dynamo.recompile_limit = 64
             for mod in vae.modules():
                 if isinstance(mod, WanRMS_norm):
-                    mod.forward = functools.partial(_fused_rms_norm, mod)
+                    mod.compile()
         self.mean = torch.tensor(cfg.latents_mean, dtype=torch.float32, device=p.device).view(1, 1, -1, 1, 1)
         self.std = torch.tensor(cfg.latents_std, dtype=torch.float32, device=p.device).view(1, 1, -1, 1, 1)
         self.z_dim = cfg.z_dim
