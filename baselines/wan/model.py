@@ -180,6 +180,7 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [B, L, H, D]; rotates consecutive channel pairs (Wan's view_as_complex layout)."""
     xf = x.float().unflatten(-1, (-1, 2))
     x0, x1 = xf[..., 0], xf[..., 1]
     out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)
@@ -251,11 +252,6 @@ class Rope3D:
         self._cache[key] = out
         return out
 
-    @staticmethod
-    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, H, D]; rotates consecutive channel pairs (Wan's view_as_complex layout)."""
-        return _rope(x, cos, sin)
-
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
@@ -326,11 +322,10 @@ class Block(nn.Module):
     def __init__(self, cfg: WanConfig, layer: int) -> None:
         super().__init__()
         d = cfg.dim
-        self.norm1 = LayerNorm(d, eps=cfg.eps, elementwise_affine=False)
+        self.eps = cfg.eps  # norm1/norm2 of Wan: LayerNorms without weights, inside norm_modulate
         self.self_attn = SelfAttention(cfg, layer)
         self.norm3 = LayerNorm(d, eps=cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
         self.cross_attn = CrossAttention(cfg)
-        self.norm2 = LayerNorm(d, eps=cfg.eps, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
@@ -346,7 +341,7 @@ class Block(nn.Module):
         b, n_frames = e0.shape[:2]
         mod = (self.modulation.unsqueeze(1) + e0).unbind(2)  # 6 x [B, F, C]
         modulate, residual = _fused(norm_modulate, x), _fused(gated_residual, x)
-        eps = self.norm1.eps
+        eps = self.eps
 
         y = self.self_attn(modulate(x, mod[0], mod[1], eps, n_frames), rope, memory)
         x = residual(x, y, mod[2], n_frames)
