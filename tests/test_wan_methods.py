@@ -11,7 +11,7 @@ from magbench.registry import METHODS
 
 import magbench.baselines.wan  # noqa: F401  (registers the methods until baselines/__init__ does)
 
-NAMES = ["mag", "self-forcing", "full-history"]
+NAMES = ["mag", "self-forcing", "full-history", "longlive", "causvid"]
 
 
 def _method(name: str, tmp_path, **opts):
@@ -56,8 +56,13 @@ def test_generation_is_seeded_and_memory_changes_the_output(tmp_path):
 
 def test_memory_bytes_follow_the_policy(tmp_path):
     per_frame = 2 * 2 * (1 * 2) * 64 * 4  # K+V, 2 layers, 1x2 patches per frame, width 64, float32
-    for name, frames in [("mag", 2 + 5), ("self-forcing", 3 + 12), ("full-history", 6 + 9)]:
-        m = _method(name, tmp_path, **({"window_frames": 12} if name == "self-forcing" else {}))
+    cases = [
+        ("mag", 2 + 5, {}), ("self-forcing", 3 + 12, {"window_frames": 12, "sink_frames": 3}),
+        ("self-forcing", 6 + 9, {}), ("full-history", 6 + 9, {}), ("longlive", 3 + 6, {}),
+        ("causvid", 3 + 9, {}),  # the rollout starts from the last 3 context latents
+    ]
+    for name, frames, opts in cases:
+        m = _method(name, tmp_path, **opts)
         m.reset(_sample(21, 36))
         m.memorize(torch.rand(21, 3, 16, 32))
         list(m.generate(36))
