@@ -9,8 +9,9 @@ without the parts a tiny CPU run does not use.
   bfloat16; :func:`sdpa` is plain float32 SDPA over ``[B, L, H, D]`` (no mask, as their cache
   paths), so the recording is float32 end to end;
 * :class:`TorchProxy` stands in for the ``torch`` name inside a pipeline module: it forwards
-  everything, except that ``randn_like`` draws from a seeded generator and records each draw, and
-  ``device="cuda"`` arguments (CausVid hard-codes one) become the CPU.
+  everything, except that ``randn_like`` draws from a seeded generator and records each draw,
+  ``device="cuda"`` arguments (CausVid hard-codes one) become the CPU, and ``zeros`` of the
+  pipelines' hard-coded Wan-1.3B cache shape ``[B, tokens, 12, 128]`` get the tiny model's heads.
 """
 
 from __future__ import annotations
@@ -59,9 +60,18 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any, **kwargs
 
 
 class TorchProxy:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, heads: int, head_dim: int) -> None:
         self.gen = torch.Generator().manual_seed(seed)
         self.draws: list[torch.Tensor] = []
+        self.heads, self.head_dim = heads, head_dim
+
+    def zeros(self, shape: Any, **kwargs: Any) -> torch.Tensor:
+        shape = list(shape)
+        if len(shape) == 4 and shape[2:] == [12, 128]:
+            shape[2:] = [self.heads, self.head_dim]
+        if kwargs.get("device") == "cuda":
+            kwargs["device"] = "cpu"
+        return torch.zeros(shape, **kwargs)
 
     def randn_like(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         out = torch.randn(x.shape, generator=self.gen, dtype=torch.float32).to(x.dtype)

@@ -72,16 +72,7 @@ def main(root: Path) -> None:
     pipe = pci.CausalInferencePipeline(args, device="cpu", generator=wrapper, text_encoder=text, vae=vae)
     pipe.num_transformer_blocks = TINY["num_layers"]
     pipe.frame_seq_length = FRAME_TOKENS
-    heads, head_dim = TINY["num_heads"], TINY["dim"] // TINY["num_heads"]
-    proxy = ref.TorchProxy(seed=11)
-
-    def zeros(shape, **kw):  # the pipeline's [B, tokens, 12, 128] caches at the tiny model's heads
-        shape = list(shape)
-        if len(shape) == 4 and shape[2:] == [12, 128]:
-            shape[2:] = [heads, head_dim]
-        return torch.zeros(shape, **kw)
-
-    proxy.zeros = zeros  # type: ignore[attr-defined]
+    proxy = ref.TorchProxy(seed=11, heads=TINY["num_heads"], head_dim=TINY["dim"] // TINY["num_heads"])
     pci.torch = proxy
     hook = ref.RecordingHook()
     wrapper.register_forward_hook(hook, with_kwargs=True)
