@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from golden.replay import TOLERANCE, golden, method_memory, run_blocks, tiny_model, worst_error
+from golden.replay import TOLERANCE, golden, run_blocks, tiny_model, worst_error
 from golden.tiny import LATENT_SHAPE
 
 from magbench.baselines.wan.memory import RolloutMemory
@@ -30,7 +30,7 @@ def recording():
     return t, meta, tiny_model(meta)
 
 
-def _replay(recording, memory, schedule=CAUSVID_SCHEDULE, use_anchor=True):
+def _replay(recording, memory, schedule=CAUSVID_SCHEDULE, use_anchor=True, sampler=None):
     t, meta, model = recording
     asked: list[int] = []
     n_ctx = t["context"].shape[1]
@@ -40,7 +40,9 @@ def _replay(recording, memory, schedule=CAUSVID_SCHEDULE, use_anchor=True):
         asked.append(index)
         return t["anchors"][expected.index(index)] if index in expected else t["anchors"][0] * 0
 
-    sampler = RolloutSampler(model, memory, schedule=schedule, anchor=anchor if use_anchor else None)
+    if sampler is None:
+        sampler = RolloutSampler(model, memory, schedule=schedule)
+    sampler.anchor = anchor if use_anchor else None
     sampler.reset(t["prompt_embeds"], seed=0, latent_shape=LATENT_SHAPE)
     sampler.feed(t["context"])
     err = worst_error(run_blocks(sampler, t, range(meta["generated_blocks"])), t["x0"])
@@ -55,8 +57,14 @@ def test_golden_is_from_the_reference_and_restarts_twice(recording):
 
 
 def test_causvid_default_memory_and_sampler_match_reference(recording):
-    memory = method_memory("causvid", 2)
-    err, asked, memory = _replay(recording, memory)
+    import magbench.baselines.wan  # noqa: F401
+    from magbench.registry import METHODS
+
+    method = METHODS.get("causvid")(config="tiny", random_weights=True)
+    memory = method._make_memory(2)
+    sampler = method._make_sampler(recording[2], memory)  # the method's own sampler and schedule
+    assert sampler.timesteps == [1000.0, 757.0, 522.0]
+    err, asked, memory = _replay(recording, memory, sampler=sampler)
     assert err <= TOLERANCE, err
     assert asked == [3, 21, 39]  # re-encoded: the first carried latent of every rollout
     assert memory.rollouts == 3 and memory.kept_frames() == list(range(9))  # 3 carried + 2 blocks

@@ -450,14 +450,21 @@ class CausVid(_WanMethod):
             carry_frames=int(self.opts["carry_frames"]), context_frames=int(self.opts["context_frames"]),
         )
 
-    def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+    def _make_sampler(self, generator, memory, memory_model=None):
+        """CausVid's sampler (3 raw steps) driving the rollouts; builders of the transformer alone
+        (benchmarks) get it too. The anchor re-encoding needs the VAE: without one (a transformer
+        built on its own) the carried latents are used as they are."""
         from magbench.baselines.wan.sampler import CAUSVID_SCHEDULE, RolloutSampler
 
-        super().load(device, dtype)
-        self.sampler = RolloutSampler(
-            self.generator, self.memory, schedule=CAUSVID_SCHEDULE, block_frames=BLOCK_FRAMES,
-            anchor=self._anchor if self.opts["reencode_anchor"] else None, cuda_graphs=bool(self.opts["cuda_graphs"]),
+        reencode = bool(self.opts["reencode_anchor"]) and getattr(self, "vae", None) is not None
+        return RolloutSampler(
+            generator, memory, schedule=CAUSVID_SCHEDULE, block_frames=BLOCK_FRAMES,
+            anchor=self._anchor if reencode else None, cuda_graphs=bool(self.opts["cuda_graphs"]),
         )
+
+    def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        super().load(device, dtype)
+        self.sampler = self._make_sampler(self.generator, self.memory)
 
     def _anchor(self, latent_index: int) -> torch.Tensor:
         """The VAE encoding of latent ``latent_index``'s last pixel frame alone (pixel 4l)."""
