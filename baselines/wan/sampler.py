@@ -161,6 +161,12 @@ class BlockSampler:
         """RoPE frame index of the next block (the absolute latent index, except in rollouts)."""
         return self.frame
 
+    @property
+    def position(self) -> int:
+        """The ``start_frame`` the next pass hands the model and the memory (``frame``, except
+        for CausVid's rollouts, whose positions restart at 0)."""
+        return self._position()
+
     def _write(self, clean: torch.Tensor) -> None:
         t = torch.zeros(clean.shape[:2], device=clean.device)
         pos = self._position()
