@@ -157,3 +157,16 @@ def test_causvid_rollouts_reencode_the_carried_pixel_frame(tmp_path, monkeypatch
     # rollout 2 from latents 18-20: pixel 72, encoded as a one-frame video
     assert asked == [72, (1, 3, 16, 32)]
     assert m.memory.rollouts == 2
+
+
+@pytest.mark.parametrize("name", ["longlive", "causvid"])
+def test_new_baselines_run_through_the_harness(name, synth_dir, tmp_path):
+    from magbench.harness import Harness, RunConfig
+
+    cfg = RunConfig(
+        method=name, dataset=f"synthetic:{synth_dir}", out=tmp_path / name, device="cpu",
+        method_options={"config": "tiny", "random_weights": True}, metrics=["psnr"], limit=1,
+    )
+    s = Harness(cfg).run(progress=False)
+    assert s.ok == 1, s.records[0].get("error")
+    assert s.records[0]["memory"]["kv_bytes_end"] > 0
