@@ -475,6 +475,7 @@ class CausVid(_WanMethod):
         super().reset(sample)
         carried = max(int(self.opts["carry_frames"]), int(self.opts["context_frames"]))
         self._pixels = _PixelRing(PIXELS_PER_LATENT * (carried + BLOCK_FRAMES) + 1)
+        self._last_span = (0, 0)  # pixel index and length of the block generate() last yielded
 
     @torch.no_grad()
     def memorize(self, frames: torch.Tensor) -> None:
