@@ -10,7 +10,11 @@ Formats (all use Wan's original parameter names, see :mod:`magbench.baselines.wa
 * Self-Forcing ``.pt``: a dict with ``generator`` and ``generator_ema`` state dicts (guandeh17/
   Self-Forcing ``inference.py``: ``state_dict['generator' if not args.use_ema else
   'generator_ema']`` loaded into ``WanDiffusionWrapper``, whose transformer is ``.model``, hence
-  keys prefixed ``model.``). Read with ``torch.load(weights_only=True)`` only.
+  keys prefixed ``model.``). Read with ``torch.load(weights_only=True)`` only;
+* LongLive ``longlive_base.pt`` and CausVid ``model.pt``: the same wrapper format, read from the
+  ``generator`` key (LongLive's inference config has ``use_ema: false``; CausVid loads
+  ``torch.load(...)['generator']``); LongLive's loader also takes a bare ``model`` key. LongLive's
+  LoRA is merged by :mod:`magbench.baselines.wan.lora`.
 
 Known wrapper prefixes (``model.``, ``module.``, ``_orig_mod.``, ``_fsdp_wrapped_module.``) are
 stripped; any other missing or unexpected key is an error that names it.
