@@ -36,26 +36,32 @@ def test_compiled_elementwise_groups_equal_eager(dtype, tol):
             assert rel < tol, (name, float(rel))
 
 
-def test_fused_path_is_used_only_on_cuda_and_can_be_switched_off():
+def test_fused_path_is_used_only_on_cuda_and_when_asked():
     x = torch.zeros(1)
-    assert wan._fused(wan.gated_residual, x) is wan.gated_residual  # CPU: eager
-    wan.set_fused_elementwise(False)
-    try:
-        assert wan._fused(wan.gated_residual, x) is wan.gated_residual
-    finally:
-        wan.set_fused_elementwise(True)
+    assert wan.elementwise(wan.gated_residual, True, x) is wan.gated_residual  # CPU: eager
+    assert wan.elementwise(wan.gated_residual, False, x) is wan.gated_residual
 
 
-@pytest.mark.parametrize("name,expected", [("mag", True), ("self-forcing", True), ("full-history", True)])
-def test_each_method_loads_with_the_fused_default_and_the_option_overrides_it(name, expected, tmp_path):
+def test_kernel_choices_belong_to_each_model_not_the_process():
+    a = wan.CausalWan(wan.WanConfig.tiny(), attention="sdpa", fused_elementwise=False)
+    b = wan.CausalWan(wan.WanConfig.tiny())
+    assert (a.attention.backend, a.fused_elementwise) == ("sdpa", False)
+    assert (b.attention.backend, b.fused_elementwise) == ("auto", True)
+    a.set_kernels(attention="flash", fused_elementwise=True)
+    assert all(blk.self_attn.attention.backend == blk.cross_attn.attention.backend == "flash" for blk in a.blocks)
+    assert all(blk.fused_elementwise and blk.self_attn.fused_elementwise for blk in a.blocks)
+    assert (b.attention.backend, b.fused_elementwise) == ("auto", True)
+
+
+@pytest.mark.parametrize("name", ["mag", "self-forcing", "full-history"])
+def test_each_method_loads_with_the_fused_default_and_the_option_overrides_it(name, tmp_path):
     from magbench.registry import METHODS
 
     import magbench.baselines.wan  # noqa: F401
 
-    try:
-        for opts, want in (({}, expected), ({"fused_elementwise": not expected}, not expected)):
-            m = METHODS.get(name)(config="tiny", random_weights=True, resolution=[16, 32], prompt_cache=str(tmp_path), **opts)
-            m.load("cpu", torch.float32)
-            assert wan._FUSED["on"] is want
-    finally:
-        wan.set_fused_elementwise(True)
+    for opts, want in (({}, True), ({"fused_elementwise": False, "attention": "sdpa"}, False)):
+        m = METHODS.get(name)(config="tiny", random_weights=True, resolution=[16, 32], prompt_cache=str(tmp_path), **opts)
+        m.load("cpu", torch.float32)
+        for model in filter(None, (m.generator, m.memory_model)):
+            assert model.fused_elementwise is want
+            assert model.attention.backend == opts.get("attention", "auto")
