@@ -82,12 +82,14 @@ class WanTransformer:
 
 def build_transformer(
     method: "str | _WanMethod", device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-    **options: Any,
+    models: "tuple[CausalWan, CausalWan | None] | None" = None, **options: Any,
 ) -> WanTransformer:
     """Build the generator (and MAG's memory model) with the method's weights, kernels and
     ``fuse_qkv``, its memory policy and its sampler. ``method``: a name (then ``options`` are its
     options) or a method instance; ``device``/``dtype``: where to put it (default: the instance's,
-    as its ``load`` set them)."""
+    as its ``load`` set them). ``models``: (generator, memory model) already built with the same
+    weight options, reused instead of loaded again (benchmarks comparing policies on one GPU); the
+    method's kernel options are applied to them."""
     from magbench.baselines.wan.sampler import BlockSampler
 
     if isinstance(method, str):
@@ -97,14 +99,15 @@ def build_transformer(
     if device is not None or dtype is not None:
         Method.load(method, device if device is not None else method.device, dtype if dtype is not None else method.dtype)
     opts = method.opts
-    generator, memory_model = method._load_generator()
-    models = []
+    if models is None:
+        generator, memory_model = method._load_generator()
+        generator = method._prep(generator)
+        memory_model = method._prep(memory_model) if memory_model is not None else None
+    else:
+        generator, memory_model = models
     for model in (generator, memory_model):
         if model is not None:
-            model = method._prep(model)
             model.set_kernels(attention=str(opts["attention"]), fused_elementwise=bool(opts["fused_elementwise"]))
-        models.append(model)
-    generator, memory_model = models
     memory = method._make_memory(generator.cfg.num_layers)
     sampler = BlockSampler(
         generator, memory, memory_model=memory_model, block_frames=_block_frames(), cuda_graphs=bool(opts["cuda_graphs"])
