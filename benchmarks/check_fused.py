@@ -10,6 +10,7 @@ import torch
 
 from magbench.baselines.wan.build import build_transformer
 from magbench.baselines.wan.memory import FullHistory
+from magbench.baselines.wan.model import linear_gelu
 
 TOLERANCE = 3e-2
 
@@ -31,6 +32,18 @@ def main() -> None:
     print(f"fused vs eager forward, bf16: relative difference {rel:.2e} (tolerance {TOLERANCE:.0e})")
     assert torch.isfinite(outs[True]).all(), "non-finite output from the fused path"
     assert rel < TOLERANCE, f"fused and eager differ by {rel:.2e}"
+
+    # The FFN's GELU in the matmul epilogue must be Wan's tanh approximation (the CPU kernel of
+    # torch._addmm_activation is the erf GELU; the CUDA one is asserted here), checked in float32.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    lin = torch.nn.Linear(cfg.dim, cfg.ffn_dim, device=dev)
+    h = torch.randn(1, 4680, cfg.dim, device=dev, generator=g)
+    fused_gelu = linear_gelu(h, lin, fused=True)
+    tanh_ref = torch.nn.functional.gelu(lin(h), approximate="tanh")
+    erf_ref = torch.nn.functional.gelu(lin(h))
+    d_tanh, d_erf = (fused_gelu - tanh_ref).abs().max().item(), (fused_gelu - erf_ref).abs().max().item()
+    print(f"linear+GELU epilogue vs tanh GELU {d_tanh:.1e}, vs erf GELU {d_erf:.1e} (float32)")
+    assert d_tanh < 1e-4 and d_tanh < d_erf / 5, "the fused GELU is not the tanh approximation"
 
 
 if __name__ == "__main__":

@@ -54,13 +54,15 @@ def test_flash_on_the_cpu_or_without_the_package_is_a_one_line_error(monkeypatch
         attn.AttentionKernel("flash").uses_flash(fake_cuda)
 
 
-def test_auto_picks_flash_only_on_hopper_or_blackwell_when_it_imports(monkeypatch):
+def test_auto_picks_flash_only_on_hopper_or_blackwell_when_it_imports_and_for_long_keys(monkeypatch):
     fake = type("T", (), {"is_cuda": True, "dtype": torch.bfloat16, "device": torch.device("cuda", 0)})()
     kernel = attn.AttentionKernel("auto")
     monkeypatch.setattr(attn, "flash_attn_4", lambda: (lambda q, k, v: (q, None)))
     for major, want in ((8, False), (9, True), (10, True), (12, False)):
         monkeypatch.setattr(attn, "_capability_major", lambda index, m=major: m)
         assert kernel.uses_flash(fake) is want, major
+    assert not kernel.uses_flash(fake, keys=512)  # cross-attention's text tokens stay on SDPA
+    assert attn.AttentionKernel("flash").uses_flash(fake, keys=512)  # unless flash is asked for
     monkeypatch.setattr(attn, "flash_attn_4", lambda: None)
     assert not kernel.uses_flash(fake)
     fake.dtype = torch.float32

@@ -11,7 +11,9 @@ use different backends. Backends:
   head size and dtype; an error where it is not installed or the tensors are not CUDA half
   precision;
 * ``"auto"`` (default): flash-attn-4 for CUDA half-precision tensors on compute capability 9.x
-  (Hopper) or 10.x (Blackwell) when it imports, SDPA otherwise (and always on the CPU).
+  (Hopper) or 10.x (Blackwell) when it imports and at least ``FLASH_MIN_KEYS`` keys are attended
+  (self-attention over the memory); SDPA otherwise: on the CPU, and for cross-attention's 512
+  text tokens, where SDPA measured faster (benchmarks/RESULTS.md).
 
 flash-attn-4 is imported on the first CUDA call that may use it, never at package import.
 Tensors are [B, L, H, D]: the layout both flash-attn and the KV memory use, so the memory's
@@ -30,6 +32,7 @@ from magbench.errors import MagbenchError
 
 BACKENDS = ("auto", "sdpa", "flash")
 FLASH_CAPABILITIES = (9, 10)  # Hopper (sm90), Blackwell data-centre (sm100/sm103): FA4's own paths
+FLASH_MIN_KEYS = 2048  # below this "auto" keeps SDPA (measured: FA4 at half SDPA's speed on 512 keys)
 
 
 @lru_cache(maxsize=1)
@@ -61,8 +64,9 @@ class AttentionKernel:
             raise MagbenchError(f"attention backend {backend!r}: use one of {', '.join(BACKENDS)}")
         self.backend = backend
 
-    def uses_flash(self, q: torch.Tensor) -> bool:
-        """Whether a call on tensors like ``q`` runs flash-attn-4 (raises for an impossible "flash")."""
+    def uses_flash(self, q: torch.Tensor, keys: int | None = None) -> bool:
+        """Whether a call on tensors like ``q`` with ``keys`` keys (default: many) runs flash-attn-4
+        (raises for an impossible "flash")."""
         if self.backend == "sdpa":
             return False
         half = q.dtype in (torch.float16, torch.bfloat16)
@@ -72,20 +76,22 @@ class AttentionKernel:
             if flash_attn_4() is None:
                 raise MagbenchError("attention backend 'flash' asked for but flash-attn-4 is not installed: pip install 'magbench[flash]'")
             return True
-        if not (q.is_cuda and half) or _capability_major(q.device.index or 0) not in FLASH_CAPABILITIES:
+        if not (q.is_cuda and half) or (keys is not None and keys < FLASH_MIN_KEYS):
+            return False
+        if _capability_major(q.device.index or 0) not in FLASH_CAPABILITIES:
             return False
         return flash_attn_4() is not None
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self.uses_flash(q):
+        if self.uses_flash(q, k.shape[1]):
             fn = flash_attn_4()
             assert fn is not None
             return fn(q, k, v)[0]
         return sdpa(q, k, v)
 
-    def describe(self, like: torch.Tensor) -> str:
-        """The kernel a call on tensors like ``like`` runs: "flash-attn-4" or "sdpa"."""
-        return "flash-attn-4" if self.uses_flash(like) else "sdpa"
+    def describe(self, like: torch.Tensor, keys: int | None = None) -> str:
+        """The kernel a call on tensors like ``like`` with ``keys`` keys runs: "flash-attn-4" or "sdpa"."""
+        return "flash-attn-4" if self.uses_flash(like, keys) else "sdpa"
 
     def __repr__(self) -> str:
         return f"AttentionKernel({self.backend!r})"

@@ -169,6 +169,37 @@ def gated_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, n_frame
     return x + (y.unflatten(1, (n_frames, -1)) * gate.unsqueeze(2)).flatten(1, 2)
 
 
+def residual_layer_norm(
+    x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+    n_frames: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gated residual after self-attention, then norm3 (affine LayerNorm) of its result, in one
+    pass: (x', norm3(x'))."""
+    x = gated_residual(x, y, gate, n_frames)
+    return x, F.layer_norm(x, x.shape[-1:], weight, bias, eps).type_as(x)
+
+
+def add_norm_modulate(
+    x: torch.Tensor, y: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float, n_frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cross-attention residual, then the FFN's norm and modulation, in one pass: (x', h)."""
+    x = x + y
+    return x, norm_modulate(x, shift, scale, eps, n_frames)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return _rms(x, weight, eps)
+
+
+def linear_gelu(x: torch.Tensor, linear: nn.Linear, fused: bool) -> torch.Tensor:
+    """``gelu_tanh(linear(x))``; fused on CUDA: the GELU in the matmul's epilogue (cuBLASLt), not a
+    separate pass over the FFN's widest activation."""
+    if fused and x.is_cuda and linear.bias is not None:
+        out = torch._addmm_activation(linear.bias, x.flatten(0, -2), linear.weight.t(), use_gelu=True)
+        return out.unflatten(0, x.shape[:-1])
+    return F.gelu(linear(x), approximate="tanh")
+
+
 def elementwise(fn: Callable, fused: bool, x: torch.Tensor) -> Callable:
     """``fn`` itself, or its compiled graph when ``fused`` and ``x`` is on CUDA."""
     if not (fused and x.is_cuda):
@@ -254,7 +285,9 @@ class SelfAttention(nn.Module):
         wq, wk = (self.norm_q.weight, self.norm_k.weight) if norm else (None, None)
         eps = self.norm_q.eps if norm else 0.0
         q, k = elementwise(qk_norm_rope, self.fused_elementwise, x)(q, k, wq, wk, eps, self.num_heads, *rope)
-        return q, k, v.unflatten(-1, (self.num_heads, self.head_dim))
+        # v of the fused projection is a strided view (every third chunk): made contiguous here, the
+        # memory's copy into its cache is a plain vectorised one instead of a strided gather.
+        return q, k, v.unflatten(-1, (self.num_heads, self.head_dim)).contiguous()
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], memory: "KVMemory") -> torch.Tensor:
         q, k, v = self.project(x, rope)
@@ -265,10 +298,11 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    def __init__(self, cfg: WanConfig, attention: AttentionKernel) -> None:
+    def __init__(self, cfg: WanConfig, attention: AttentionKernel, fused_elementwise: bool = True) -> None:
         super().__init__()
         d = cfg.dim
         self.attention = attention
+        self.fused_elementwise = fused_elementwise
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
         self.norm_q = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
@@ -279,7 +313,10 @@ class CrossAttention(nn.Module):
         return self.norm_k(self.k(context)).view(shape), self.v(context).view(shape)
 
     def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        q = self.norm_q(self.q(x)).view(x.shape[0], -1, self.num_heads, self.head_dim)
+        q = self.q(x)
+        if isinstance(self.norm_q, RMSNorm):
+            q = elementwise(rms_norm, self.fused_elementwise, x)(q, self.norm_q.weight, self.norm_q.eps)
+        q = q.view(x.shape[0], -1, self.num_heads, self.head_dim)
         return self.o(self.attention(q, *kv).flatten(2))
 
 
@@ -291,7 +328,7 @@ class Block(nn.Module):
         self.fused_elementwise = fused_elementwise
         self.self_attn = SelfAttention(cfg, layer, attention, fused_elementwise)
         self.norm3 = LayerNorm(d, eps=cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
-        self.cross_attn = CrossAttention(cfg, attention)
+        self.cross_attn = CrossAttention(cfg, attention, fused_elementwise)
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
@@ -311,9 +348,14 @@ class Block(nn.Module):
         eps = self.eps
 
         y = self.self_attn(modulate(x, mod[0], mod[1], eps, n_frames), rope, memory)
-        x = residual(x, y, mod[2], n_frames)
-        x = x + self.cross_attn(self.norm3(x), context_kv)
-        y = self.ffn(modulate(x, mod[3], mod[4], eps, n_frames))
+        if isinstance(self.norm3, LayerNorm):
+            n3 = self.norm3
+            x, h = elementwise(residual_layer_norm, fused, x)(x, y, mod[2], n3.weight, n3.bias, n3.eps, n_frames)
+        else:
+            x = h = residual(x, y, mod[2], n_frames)
+        y = self.cross_attn(h, context_kv)
+        x, h = elementwise(add_norm_modulate, fused, x)(x, y, mod[3], mod[4], eps, n_frames)
+        y = self.ffn[2](linear_gelu(h, self.ffn[0], fused))
         return residual(x, y, mod[5], n_frames)
 
 
@@ -377,7 +419,7 @@ class CausalWan(nn.Module):
             if kernel is not None:
                 blk.self_attn.attention = blk.cross_attn.attention = kernel
             if fused_elementwise is not None:
-                blk.fused_elementwise = blk.self_attn.fused_elementwise = bool(fused_elementwise)
+                blk.fused_elementwise = blk.self_attn.fused_elementwise = blk.cross_attn.fused_elementwise = bool(fused_elementwise)
         return self
 
     @torch.no_grad()
