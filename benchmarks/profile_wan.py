@@ -84,10 +84,11 @@ def profile_block(wan, latent_shape, dev) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--policies", default="mag")
+    ap.add_argument("--policies", default="mag", help="Wan methods (empty: none)")
     ap.add_argument("--attention", default="sdpa,flash")
     ap.add_argument("--history", type=int, default=66)
     ap.add_argument("--no-fused", action="store_true")
+    ap.add_argument("--vae", action="store_true", help="also profile one streaming VAE decode block")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     dev, dtype = torch.device("cuda"), torch.bfloat16
@@ -125,8 +126,37 @@ def main() -> None:
                 print(f"    {k['ms']:>7.1f} ms x{k['count']:<5}{k['group']:<28}{k['name'][:70]}")
         del wan
         torch.cuda.empty_cache()
+    if args.vae:
+        results.append(profile_decode(dev, dtype, h, w))
     if args.out:
         Path(args.out).write_text(json.dumps({"gpu": torch.cuda.get_device_name(dev), "torch": torch.__version__, "results": results}, indent=1))
+
+
+def profile_decode(dev, dtype, h, w) -> dict:
+    """One streaming VAE decode block (3 latent -> 12 pixel frames) after the first frame and a
+    warm-up block, grouped as above (convolutions count as GEMM)."""
+    from magbench.baselines.wan.vae import WanVAE, wan_vae_config
+
+    vae = WanVAE.random(wan_vae_config(), dev, dtype)
+    g = torch.Generator(device=dev).manual_seed(0)
+    lat = torch.randn(1, BLOCK, 16, h, w, device=dev, generator=g).to(dtype)
+    dec = vae.decoder_stream()
+    dec.push(lat[:, :1])
+    dec.push(lat)
+
+    class _Stream:  # profile_block's interface: next_block()
+        def next_block(self):
+            return dec.push(lat)
+
+    res = profile_block(type("W", (), {"sampler": _Stream()})(), None, dev)
+    res.update(policy="vae-decode", attention=None, kernel=None)
+    gr = res["groups_ms"]
+    print(f"\n=== streaming VAE decode, one block ===\nwall {res['wall_ms']:.1f} ms, kernels {res['kernel_ms']:.1f} ms, idle {res['idle_ms']:.1f} ms")
+    for name in GROUPS:
+        print(f"  {name:<30}{gr[name]:>9.1f} ms")
+    for k in res["top_other_kernels"][:6]:
+        print(f"    {k['ms']:>7.1f} ms x{k['count']:<5}{k['group']:<28}{k['name'][:70]}")
+    return res
 
 
 if __name__ == "__main__":

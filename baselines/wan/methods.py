@@ -144,6 +144,8 @@ class _WanMethod(Method):
             folder = root
         if self.vae.z_dim != cfg.in_dim:
             raise MagbenchError(f"VAE latent channels {self.vae.z_dim} != transformer input {cfg.in_dim}")
+        if self.device.type == "cuda" and self.resolution:
+            self.vae.warmup(*self.resolution)  # the compiled norms' JIT, before the first sample
         cache = Path(self.opts["prompt_cache"]).expanduser() if self.opts["prompt_cache"] else None
         self.text = PromptEncoder(folder, device, dtype, text_dim=cfg.text_dim, text_len=cfg.text_len, cache_dir=cache)
 
