@@ -29,7 +29,9 @@ Verified against the reference (Xilluill/MAG ``wan/modules/model.py`` and ``caus
 Differences that do not change the function: RoPE is applied in float32 with precomputed
 cos/sin tables (the reference uses complex float64 and casts back to bf16); cross-attention K/V
 of a prompt are computed once and reused (the reference caches them too); q, k, v projections
-may run as one fused matmul (:meth:`CausalWan.fuse_qkv`).
+may run as one fused matmul (:meth:`CausalWan.fuse_qkv`); with ``fused_elementwise`` on CUDA the
+elementwise work between matmuls runs as a few compiled groups and the FFN's GELU in its matmul's
+epilogue (same function, bf16 rounding in another order).
 """
 
 from __future__ import annotations
@@ -329,6 +331,7 @@ class Block(nn.Module):
         self.self_attn = SelfAttention(cfg, layer, attention, fused_elementwise)
         self.norm3 = LayerNorm(d, eps=cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
         self.cross_attn = CrossAttention(cfg, attention, fused_elementwise)
+        # Wan's parameter names (ffn.0, ffn.2); forward applies them through linear_gelu.
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
