@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -27,13 +29,9 @@ def _latents(frames: int, seed: int = 2) -> torch.Tensor:
 
 
 class OnePass(KVMemory):
-    """Uncached reference: the whole sequence at once with a block-causal mask."""
+    """Uncached reference: the whole sequence at once (masked by :func:`_masked_self_attention`)."""
 
     name = "one-pass"
-
-    def __init__(self, num_layers: int, mask: torch.Tensor) -> None:
-        super().__init__(num_layers)
-        self.attn_mask = mask
 
     def reset(self) -> None:
         pass
@@ -68,6 +66,19 @@ def _block_causal(frames: int, block: int = 3) -> torch.Tensor:
     return blk[:, None] >= blk[None, :]
 
 
+def _masked_self_attention(model: CausalWan, mask: torch.Tensor) -> CausalWan:
+    """A copy of ``model`` whose self-attention is the reference's own: SDPA under ``mask``."""
+
+    def attend(q, k, v):
+        out = torch.nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+        return out.transpose(1, 2)
+
+    ref = copy.deepcopy(model)
+    for blk in ref.blocks:
+        blk.self_attn.attention = attend
+    return ref
+
+
 def test_full_history_cache_equals_block_causal_uncached_pass():
     model, text = _model(), _text()
     ctx = model.context_kv(text)
@@ -85,7 +96,7 @@ def test_full_history_cache_equals_block_causal_uncached_pass():
         # Uncached: all 12 frames at once, per-frame timesteps, block-causal mask.
         x = torch.cat([clean, noisy], dim=1)
         t = torch.cat([torch.zeros(1, 9), torch.full((1, 3), t_noisy)], dim=1)
-        ref = model(x, t, ctx, OnePass(CFG.num_layers, _block_causal(12)), 0, commit=False)
+        ref = _masked_self_attention(model, _block_causal(12))(x, t, ctx, OnePass(CFG.num_layers), 0, commit=False)
     assert mem.kept_frames() == list(range(9))  # the read-only pass committed nothing
     torch.testing.assert_close(cached, ref, rtol=1e-5, atol=1e-5)
 

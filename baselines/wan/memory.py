@@ -71,7 +71,6 @@ class KVMemory(ABC):
     """Base class: buffers, the attend/commit protocol and byte accounting."""
 
     name = "memory"
-    attn_mask: torch.Tensor | None = None  # policies attend unmasked; a test reference may mask
 
     def __init__(self, num_layers: int, block_frames: int = 3) -> None:
         self.num_layers = num_layers
@@ -199,6 +198,26 @@ class KVMemory(ABC):
     def layer_kv(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The raw buffers of one layer (tests and debugging)."""
         return self._k[layer], self._v[layer]
+
+    # -- read-only views (CUDA graphs, benchmarks) ------------------------------------------------
+    @property
+    def allocated_frames(self) -> int:
+        """Frames the buffers have room for (0 before the first pass allocates them)."""
+        return self._alloc_frames
+
+    def buffers(self) -> list[torch.Tensor]:
+        """Every layer's K buffer, then every layer's V buffer (empty before the first pass)."""
+        return self._k + self._v
+
+    def plan(self, start_frame: int, n_frames: int) -> tuple[int, int]:
+        """Where a block of ``n_frames`` starting at ``start_frame`` would run now: (first attended
+        buffer frame, buffer frame the block is written to). Changes nothing."""
+        return self._plan(start_frame, n_frames)
+
+    def attended_frames(self, start_frame: int, n_frames: int) -> int:
+        """Latent frames such a block attends to: what the memory exposes, plus the block itself."""
+        read_from, cur = self._plan(start_frame, n_frames)
+        return cur + n_frames - read_from
 
     def describe(self) -> dict[str, int | str]:
         return {"policy": self.name}

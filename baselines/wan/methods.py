@@ -19,11 +19,10 @@ Common options: ``config`` ("t2v-1.3b" or "tiny"), ``random_weights`` (no downlo
 transformer, random VAE, pseudo prompt embeddings; for CPU tests and timing), ``resolution``
 ([H, W]; default 480x832, 32x48 for the tiny config), ``use_prompt`` (True: the caption
 conditions the generator, as MAG-Bench's ``--use_prompt``), ``fuse_qkv`` (True), ``attention``
-("auto", "sdpa", "flash"), ``compile`` (False: torch.compile the transformer blocks),
+("auto": flash-attn-4 on Hopper/Blackwell when installed, else SDPA; "sdpa"; "flash"),
 ``fused_elementwise`` (True: RoPE/RMSNorm/modulation/residual groups through torch.compile on
-CUDA, 0.83x the block time of eager for mag and self-forcing on an H100), ``cuda_graphs`` (False:
-replay the denoising passes from CUDA graphs; exact, but only ~1% faster: see
-benchmarks/RESULTS.md),
+CUDA), ``cuda_graphs`` (False: replay the denoising passes from CUDA graphs; exact), each
+measured in benchmarks/RESULTS.md; ``build.build_transformer`` builds the same parts for scripts,
 ``checkpoint_path`` / ``generator_path`` / ``memory_path`` / ``vae_path`` (local overrides).
 
 The protocol hands over 12a-3 context frames: 3a latent frames, whole blocks. They are VAE-encoded
@@ -56,7 +55,6 @@ COMMON_OPTIONS = {
     "use_prompt": True,
     "fuse_qkv": True,
     "attention": "auto",
-    "compile": False,
     "fused_elementwise": True,
     "cuda_graphs": False,
     "checkpoint_path": None,
@@ -115,9 +113,6 @@ class _WanMethod(Method):
         model = model.to(device=self.device, dtype=self.dtype)
         if self.opts["fuse_qkv"]:
             model.fuse_qkv()
-        if self.opts["compile"]:
-            for blk in model.blocks:
-                blk.compile(dynamic=False)
         return model
 
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
@@ -131,22 +126,16 @@ class _WanMethod(Method):
                 if art is not WAN_DIFFUSERS and (self.opts["checkpoint_path"] or (self.opts["generator_path"] and self.opts["memory_path"])):
                     continue
                 art.require()
-        from magbench.baselines.wan.model import set_attention_backend, set_fused_elementwise
-        from magbench.baselines.wan.sampler import BlockSampler
+        from magbench.baselines.wan.build import build_transformer
         from magbench.baselines.wan.text import PromptEncoder
         from magbench.baselines.wan.vae import WanVAE, tiny_vae_config, wan_vae_config
 
-        set_attention_backend(self.opts["attention"])
-        set_fused_elementwise(bool(self.opts["fused_elementwise"]))
-        generator, memory_model = self._load_generator()
-        self.generator = self._prep(generator)
-        self.memory_model = self._prep(memory_model) if memory_model is not None else None
+        parts = build_transformer(self)  # kernels (attention, fused_elementwise) held by the models
+        self.generator, self.memory_model, self.memory, self.sampler = parts.generator, parts.memory_model, parts.memory, parts.sampler
         cfg = self.generator.cfg
-        self.memory = self._make_memory(cfg.num_layers)
-        self.sampler = BlockSampler(
-            self.generator, self.memory, memory_model=self.memory_model, block_frames=BLOCK_FRAMES,
-            cuda_graphs=bool(self.opts["cuda_graphs"]),
-        )
+        if self.device.type == "cuda" and self.resolution:
+            # Just-in-time compilation (flash-attn-4, the fused groups) here, not in a timed block.
+            parts.warmup((cfg.in_dim, self.resolution[0] // 8, self.resolution[1] // 8))
         vae_dtype = dtype if torch.device(device).type == "cuda" else torch.float32
         if random:
             vae_cfg = tiny_vae_config() if self.opts["config"] == "tiny" else wan_vae_config()
@@ -158,6 +147,8 @@ class _WanMethod(Method):
             folder = root
         if self.vae.z_dim != cfg.in_dim:
             raise MagbenchError(f"VAE latent channels {self.vae.z_dim} != transformer input {cfg.in_dim}")
+        if self.device.type == "cuda" and self.resolution:
+            self.vae.warmup(*self.resolution)  # the compiled norms' JIT, before the first sample
         cache = Path(self.opts["prompt_cache"]).expanduser() if self.opts["prompt_cache"] else None
         self.text = PromptEncoder(folder, device, dtype, text_dim=cfg.text_dim, text_len=cfg.text_len, cache_dir=cache)
 
