@@ -186,7 +186,7 @@ def bench_setting(policy, history, wan: WanTransformer, vae, args, device, dtype
         for backend in args.backends:
             for m in wan.models():
                 m.set_kernels(attention=backend)
-            attended = mem.attended_frames(sampler.frame, BLOCK)
+            attended = mem.attended_frames(sampler.position, BLOCK)
             sync(device)
             t0 = time.perf_counter()
             lat = sampler.next_block()

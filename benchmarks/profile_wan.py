@@ -114,7 +114,7 @@ def main() -> None:
             wan.sampler.next_block()  # warm-up block
             res = profile_block(wan, latent_shape, dev)
             res.update(policy=policy, attention=backend, kernel=wan.generator.attention.describe(text), history=args.history,
-                       attended_frames=wan.memory.attended_frames(wan.sampler.frame, BLOCK))
+                       attended_frames=wan.memory.attended_frames(wan.sampler.position, BLOCK))
             results.append(res)
             gr = res["groups_ms"]
             print(f"\n=== {policy}, attention {backend} ({res['kernel']}), history {args.history}: one block ===")

@@ -90,8 +90,6 @@ def build_transformer(
     as its ``load`` set them). ``models``: (generator, memory model) already built with the same
     weight options, reused instead of loaded again (benchmarks comparing policies on one GPU); the
     method's kernel options are applied to them."""
-    from magbench.baselines.wan.sampler import BlockSampler
-
     if isinstance(method, str):
         method = wan_method(method, **options)
     elif options:
@@ -109,13 +107,5 @@ def build_transformer(
         if model is not None:
             model.set_kernels(attention=str(opts["attention"]), fused_elementwise=bool(opts["fused_elementwise"]))
     memory = method._make_memory(generator.cfg.num_layers)
-    sampler = BlockSampler(
-        generator, memory, memory_model=memory_model, block_frames=_block_frames(), cuda_graphs=bool(opts["cuda_graphs"])
-    )
+    sampler = method._make_sampler(generator, memory, memory_model)
     return WanTransformer(method, generator, memory_model, memory, sampler)
-
-
-def _block_frames() -> int:
-    from magbench.baselines.wan.methods import BLOCK_FRAMES
-
-    return BLOCK_FRAMES

@@ -115,6 +115,14 @@ class _WanMethod(Method):
             model.fuse_qkv()
         return model
 
+    def _make_sampler(self, generator, memory, memory_model=None):
+        """The block sampler (Self-Forcing's 4 warped steps); CausVid overrides it."""
+        from magbench.baselines.wan.sampler import BlockSampler
+
+        return BlockSampler(
+            generator, memory, memory_model=memory_model, block_frames=BLOCK_FRAMES, cuda_graphs=bool(self.opts["cuda_graphs"])
+        )
+
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         super().load(device, dtype)
         random = bool(self.opts["random_weights"])
