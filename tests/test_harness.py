@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from magbench.errors import MagbenchError, RunConfigMismatchError
-from magbench.harness import Harness, RunConfig, parse_options, sample_seed
+from magbench.cli import parse_options
+from magbench.harness import Harness, RunConfig, sample_seed
 from magbench.store import RunDir
 
 from conftest import TEST_METRIC_OPTS, TEST_METRICS
@@ -131,3 +132,39 @@ def test_metric_asked_for_by_name_without_weights_fails_before_any_work(synth_di
     with pytest.raises(MissingWeightsError, match="magbench download --metrics"):
         Harness(cfg)
     assert not (tmp_path / "r").exists()
+
+
+def _mag_config(synth_dir, tmp_path, **kw):
+    return RunConfig(
+        method="mag", method_options={"config": "tiny", "random_weights": True}, dataset=f"synthetic:{synth_dir}",
+        out=tmp_path / "mag", metrics=["psnr"], device="cpu", **kw,
+    )
+
+
+def test_manifest_of_a_tiny_mag_run_names_every_resolved_option_and_its_memory_before_load(synth_dir, tmp_path, monkeypatch):
+    from magbench.baselines.wan.methods import MagMethod
+
+    h = Harness(_mag_config(synth_dir, tmp_path))
+    method = h.manifest()["config"]["method"]
+    assert method["name"] == "mag"
+    assert method["options"]["slots"] == 21 and method["options"]["sink_frames"] == 2
+    assert method["options"]["use_prompt"] is True and method["options"]["config"] == "tiny"
+    assert method["memory"]["policy"] == "compressed" and method["memory"]["slots"] == 21
+    assert method["memory"]["sink_frames"] == 2
+    assert not hasattr(h.method, "generator"), "described from the options, nothing loaded"
+
+    before = h.manifest()["fingerprint"]
+    monkeypatch.setitem(MagMethod.defaults, "slots", 20)  # a default changed in code
+    assert Harness(_mag_config(synth_dir, tmp_path)).manifest()["fingerprint"] != before
+
+
+def test_fingerprint_covers_the_protocol_switch_fraction_and_memory_source(synth_dir, tmp_path):
+    from magbench.protocol import ReplayProtocol
+
+    fp = lambda **p: Harness(_config(synth_dir, tmp_path / "r", protocol=ReplayProtocol(**p))).manifest()["fingerprint"]  # noqa: E731
+    assert len({fp(), fp(switch_fraction=0.5), fp(memory_source="ground-truth")}) == 3
+
+
+def test_unknown_method_option_names_the_known_ones(synth_dir, tmp_path):
+    with pytest.raises(MagbenchError, match="unknown option.*slotz.*known:.*slots"):
+        Harness(RunConfig(method="mag", method_options={"slotz": 3}, dataset=f"synthetic:{synth_dir}", device="cpu"))

@@ -8,7 +8,7 @@ import pytest
 
 from magbench.errors import MagbenchError
 from magbench.runners.distributed import rank_device
-from magbench.runners.locking import held_by_launcher, is_locked, run_lock
+from magbench.locking import held_by_launcher, is_locked, run_lock
 from magbench.runners.sharding import ShardPlan, records_name, shard_of
 from magbench.runners.slurm import SlurmOptions, parse_time, slurm_parameters
 

@@ -68,15 +68,11 @@ COMMON_OPTIONS = {
 class _WanMethod(Method):
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
     resolution: ClassVar[tuple[int, int] | None] = (480, 832)
-    defaults: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[dict[str, Any]] = COMMON_OPTIONS
 
     def __init__(self, **options: Any) -> None:
-        allowed = {**COMMON_OPTIONS, **self.defaults}
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise TypeError(f"unknown option(s) {unknown}; known: {sorted(allowed)}")
-        super().__init__(**options)
-        self.opts = {**allowed, **options}
+        super().__init__(**options)  # unknown options refused, defaults merged (Method)
+        self.opts = self.options
         res = self.opts["resolution"]
         if res is None and self.opts["config"] == "tiny":
             res = (32, 48)
@@ -224,10 +220,9 @@ class _WanMethod(Method):
     def timings(self) -> dict[str, float]:
         return dict(self._timing)
 
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        cfg["memory"] = self.memory.describe() if hasattr(self, "memory") else None
-        return cfg
+    def derived(self) -> dict[str, Any]:
+        # From the options alone (buffers are allocated lazily): known before load.
+        return {"memory": self._make_memory(self._model_config().num_layers).describe()}
 
     def close(self) -> None:
         for attr in ("generator", "memory_model", "memory", "sampler", "vae", "text"):
@@ -253,7 +248,7 @@ class SelfForcing(_WanMethod):
 
     description = "Self-Forcing causal Wan2.1 1.3B, rolling KV window (21 frames) + 3-frame sink."
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
-    defaults = {"window_frames": 21, "sink_frames": 3, "ema": True}
+    defaults = {**COMMON_OPTIONS, "window_frames": 21, "sink_frames": 3, "ema": True}
 
     def _load_generator(self):
         return _self_forcing_generator(self), None
@@ -270,7 +265,7 @@ class FullHistoryMethod(_WanMethod):
 
     description = "Self-Forcing causal Wan2.1 1.3B attending the full history (KV grows with the video)."
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
-    defaults = {"max_frames": None, "ema": True}
+    defaults = {**COMMON_OPTIONS, "max_frames": None, "ema": True}
 
     def _load_generator(self):
         return _self_forcing_generator(self), None
@@ -288,7 +283,7 @@ class MagMethod(_WanMethod):
 
     description = "MAG (Memorize-and-Generate): compressed KV memory, 21 slots + 2-frame sink."
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, MAG))
-    defaults = {"slots": 21, "sink_frames": 2}
+    defaults = {**COMMON_OPTIONS, "slots": 21, "sink_frames": 2}
 
     def _load_generator(self):
         from magbench.baselines.wan.checkpoint import load_wan, resolve_mag_folders
