@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+import contextlib
 import json
 from typing import Any, Iterable, List, Optional
 
@@ -29,6 +30,7 @@ err_console = Console(stderr=True)
 EXIT_BAD_INPUT = 2  # a MagbenchError: bad option, unknown name, missing weights, busy folder
 EXIT_SAMPLES_FAILED = 3  # the run finished, but some samples failed (their records say why)
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted; re-run to finish (finished samples are saved)"
 
 
 def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
@@ -100,7 +102,7 @@ def run(
     or with --launcher slurm --shards N; `magbench status RUN` shows each shard's progress."""
     from magbench.harness import Harness, RunConfig
     from magbench.protocol import ReplayProtocol
-    from magbench.runners import distributed
+    from magbench.runners.launch import LaunchOptions
 
     config = RunConfig(
         method=method,
@@ -123,22 +125,38 @@ def run(
         for name, why in harness.skipped_metrics.items():
             err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}", highlight=False)
 
-    scale_out = (launcher, gpus, shards, shard, dry_run, wait) != ("local", None, None, None, False, False)
-    if not scale_out and distributed.detect() is None:
+    options = LaunchOptions(
+        launcher=launcher, shards=shards, gpus=gpus, shard=shard, partition=partition, time=time_limit,
+        gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task, mem_gb=mem_gb, slurm=parse_options(slurm_opt),
+        submitit_cluster=submitit_cluster, dry_run=dry_run, wait=wait,
+    )
+    with _interruptible():
+        _run(config, options, quiet, warn_skipped)
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Ctrl-C: one documented line and exit 130 (click would otherwise swallow the message)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(INTERRUPTED, highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _run(config, options, quiet: bool, warn_skipped) -> None:
+    from magbench.harness import Harness
+    from magbench.runners import distributed
+    from magbench.runners.launch import LaunchOptions, launch
+
+    if options == LaunchOptions() and distributed.detect() is None:
         # The plain case: this process, the whole run.
         from magbench.runners.local import run_whole
 
         harness = Harness(config)
         warn_skipped(harness)
         summary, code, message = run_whole(harness, progress=not quiet), 0, None
-    else:
-        from magbench.runners.launch import LaunchOptions, launch
-
-        options = LaunchOptions(
-            launcher=launcher, shards=shards, gpus=gpus, shard=shard, partition=partition, time=time_limit,
-            gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task, mem_gb=mem_gb, slurm=parse_options(slurm_opt),
-            submitit_cluster=submitit_cluster, dry_run=dry_run, wait=wait,
-        )
+    else:  # scale-out options, or started by torchrun
         result = launch(config, options, progress=not quiet, on_harness=warn_skipped)
         summary, code, message = result.summary, result.exit_code, result.message
     if message:
@@ -349,10 +367,12 @@ def main() -> None:
     try:
         app()
     except MagbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        err_console.print("interrupted; re-run to finish (finished samples are saved)", highlight=False)
+        err_console.print(INTERRUPTED, highlight=False)
         sys.exit(EXIT_INTERRUPTED)
 
 

@@ -78,13 +78,11 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _umask() -> int:
+def file_mode() -> int:
+    """The mode open() gives a new file under the current umask (mkstemp's are owner-only)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's files are owner-only
+    return 0o666 & ~mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -95,7 +93,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            os.fchmod(f.fileno(), FILE_MODE)
+            os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -291,7 +289,7 @@ def save_frames(run_path: Path, sample_id: str, frames: np.ndarray) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
     np.savez_compressed(tmp, generated=np.ascontiguousarray(frames, dtype=np.uint8))
-    os.chmod(tmp, FILE_MODE)
+    os.chmod(tmp, file_mode())
     os.replace(tmp, path)
     return rel.as_posix()
 

@@ -168,3 +168,87 @@ def test_fingerprint_covers_the_protocol_switch_fraction_and_memory_source(synth
 def test_unknown_method_option_names_the_known_ones(synth_dir, tmp_path):
     with pytest.raises(MagbenchError, match="unknown option.*slotz.*known:.*slots"):
         Harness(RunConfig(method="mag", method_options={"slotz": 3}, dataset=f"synthetic:{synth_dir}", device="cpu"))
+
+
+# -- honest timing ---------------------------------------------------------------------------------
+def _timed_run(synth_dir, tmp_path, method):
+    import magbench_test_methods as plugins
+
+    cfg = _config(synth_dir, tmp_path / method, f"magbench_test_methods:{method}", limit=1)
+    cfg.metrics = ["psnr"]
+    return Harness(cfg, clock=plugins.CLOCK).run(progress=False).records[0]["timing"]
+
+
+def test_work_moved_into_reset_memorize_or_memory_bytes_gains_no_end_to_end_fps(synth_dir, tmp_path):
+    honest = _timed_run(synth_dir, tmp_path, "HonestWorker")
+    assert honest["e2e_fps"] == pytest.approx(honest["fps"]) == pytest.approx(100.0)  # 0.01 s a frame
+    for cheat in ("MemorizeCheat", "ResetCheat", "MemoryBytesCheat"):
+        t = _timed_run(synth_dir, tmp_path, cheat)
+        assert t["e2e_fps"] <= honest["e2e_fps"] * (1 + 1e-9), cheat
+        # What the generation FPS alone shows: better, or no generation time at all (None).
+        assert t["fps"] is None or t["fps"] > honest["fps"], cheat
+        assert t["method_s"] == pytest.approx(t["reset_s"] + t["memorize_s"] + t["generate_s"] + t["memory_bytes_s"])
+    assert _timed_run(synth_dir, tmp_path, "MemoryBytesCheat")["memory_bytes_s"] == pytest.approx(0.12)
+
+
+def test_every_method_call_is_timed_and_reported_to_the_stage_hook(synth_dir, tmp_path):
+    import magbench_test_methods as plugins
+
+    seen: list[str] = []
+    cfg = _config(synth_dir, tmp_path / "r", "magbench_test_methods:HonestWorker", limit=1)
+    cfg.metrics = ["psnr"]
+    Harness(cfg, clock=plugins.CLOCK, stage_hook=lambda stage, s: seen.append(stage)).run(progress=False)
+    for stage in ("load", "warmup", "input", "reset", "memorize", "block", "memory_bytes", "score", "save", "sample"):
+        assert stage in seen, stage
+    assert seen.count("block") == 2 and seen.index("warmup") < seen.index("reset")
+
+
+def test_a_short_untimed_sample_warms_the_method_up_before_the_first_timed_one(synth_dir, tmp_path):
+    import magbench_test_methods as plugins
+
+    plugins.CallLog.calls.clear()
+    cfg = _config(synth_dir, tmp_path / "r", "magbench_test_methods:CallLog", limit=2)
+    cfg.metrics = ["psnr"]
+    s = Harness(cfg).run(progress=False)
+    assert [c for c in plugins.CallLog.calls if c[0] == "generate"] == [
+        ("generate", "synthetic_000_pan", 12), ("generate", "synthetic_000_pan", 24), ("generate", "synthetic_001_tilt", 24),
+    ]
+    assert s.warmup["kind"] == "sample" and s.warmup["sample_id"] == "synthetic_000_pan"
+    assert all(r["timing"]["warmup"] == "sample" for r in s.records) and len(s.records) == 2
+    assert "warm" in RunDir(s.run_dir).manifest()["warmup"]
+
+
+def test_a_method_with_its_own_warmup_hook_is_warmed_up_by_it(synth_dir, tmp_path):
+    import magbench_test_methods as plugins
+
+    plugins.CallLog.calls.clear()
+    cfg = _config(synth_dir, tmp_path / "r", "magbench_test_methods:WarmsItself", limit=1)
+    cfg.metrics = ["psnr"]
+    s = Harness(cfg).run(progress=False)
+    assert plugins.CallLog.calls[0] == ("warmup", "synthetic_000_pan", 24)
+    assert [c[0] for c in plugins.CallLog.calls[1:]] == ["reset", "generate"] and s.warmup["kind"] == "hook"
+
+
+def test_a_fatal_error_is_recorded_in_the_run_folder(synth_dir, tmp_path):
+    def boom(record):
+        raise OSError("disk full")
+
+    cfg = _config(synth_dir, tmp_path / "r", limit=2)
+    cfg.metrics = ["psnr"]
+    with pytest.raises(OSError):
+        Harness(cfg).run(progress=False, on_sample=boom)
+    fatal = json.loads((tmp_path / "r" / "fatal.json").read_text())
+    assert fatal["error"] == "disk full" and fatal["error_type"] == "OSError"
+    assert "boom" in fatal["traceback"] and fatal["at"]
+    assert len(RunDir(tmp_path / "r").records()) == 1  # what finished is kept
+    Harness(cfg).run(progress=False)  # a later run that works clears it
+    assert not (tmp_path / "r" / "fatal.json").exists()
+
+
+def test_kept_frames_are_the_scored_uint8_frames(sanity_runs):
+    from magbench.store import load_frames
+
+    s = sanity_runs["replay-context"]
+    r = s.records[0]
+    frames = load_frames(s.run_dir, r["frames"])
+    assert frames.dtype == np.uint8 and frames.shape == (24, 64, 112, 3)
