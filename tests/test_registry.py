@@ -46,8 +46,8 @@ def test_registry_names_the_class_at_registration_and_at_lookup_by_path():
     from magbench.baselines.sanity import ReplayContext
 
     assert ReplayContext.name == "replay-context"
-    slow = METHODS.get("magbench_test_methods:SlowReplay")
-    assert slow.name == "magbench_test_methods:SlowReplay" and ReplayContext.name == "replay-context"
+    slow = METHODS.get("magbench_test_methods:GatedReplay")
+    assert slow.name == "magbench_test_methods:GatedReplay" and ReplayContext.name == "replay-context"
 
 
 def test_method_path_that_is_not_a_method_class_says_so():

@@ -24,7 +24,8 @@ class GatedReplay(ReplayContext):
     which the harness's one-block warm-up never reaches) of sample ``MAGBENCH_TEST_GATE_SAMPLE``
     (default any), it writes
     ``DIR/reached-<sample_id>`` and waits until ``DIR/release`` exists (polling the file system:
-    the test decides when, not a timer). Without the variable it is replay-context.
+    the test decides when, not a timer). It stops once per sample and gate folder: a process
+    that redoes the sample (a requeued task) passes. Without the variable it is replay-context.
     """
 
     def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
@@ -32,17 +33,14 @@ class GatedReplay(ReplayContext):
         at = int(os.environ.get("MAGBENCH_TEST_GATE_BLOCK", "1"))
         only = os.environ.get("MAGBENCH_TEST_GATE_SAMPLE")
         sid = self.sample.sample_id
-        stop = gate and only in (None, sid)
+        reached = Path(gate or ".", f"reached-{sid}")
+        stop = gate and only in (None, sid) and not reached.exists()
         for i, block in enumerate(super().generate(num_frames)):
             if stop and i == at:
-                Path(gate, f"reached-{sid}").touch()
+                reached.touch()
                 while not Path(gate, "release").exists():
                     time.sleep(0.01)
             yield block
-
-
-class SlowReplay(GatedReplay):
-    """Kept for scripts that name it: the gated replay."""
 
 
 class Troublemaker(ReplayContext):
