@@ -211,7 +211,6 @@ class Harness:
             raise missing_package_error("a metric", exc) from None
         self.scope = RunScope(config)
         self.dataset: Dataset = self.scope.dataset
-        self.run_dir = self.scope.run_dir
         self._device_baseline: int | None = None
         self.warmup: dict[str, Any] | None = None
 
@@ -265,6 +264,14 @@ class Harness:
         }
 
     # -- the run's scope (see RunScope) --------------------------------------------------------
+    @property
+    def run_dir(self) -> RunDir:
+        return self.scope.run_dir
+
+    @run_dir.setter
+    def run_dir(self, value: RunDir) -> None:  # a benchmark may point a built harness elsewhere
+        self.scope.run_dir = value
+
     def selected_samples(self) -> list[VideoSample]:
         return self.scope.selected_samples()
 
