@@ -24,7 +24,6 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
