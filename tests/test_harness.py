@@ -15,13 +15,15 @@ from conftest import TEST_METRIC_OPTS, TEST_METRICS
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 
 
-def _config(synth_dir, out, method="replay-context", **kw):
+def _config(synth_dir, out, method="replay-context", metrics=("psnr",), **kw):
+    """A run of the synthetic set on the CPU; PSNR only unless a test needs more (the full test
+    set with its random-weight LPIPS backbones is paid once, by ``sanity_runs``)."""
     metric_options: dict = {}
     for item in TEST_METRIC_OPTS:
         name, _, rest = item.partition(".")
         metric_options.setdefault(name, {}).update(parse_options([rest]))
     return RunConfig(
-        method=method, dataset=f"synthetic:{synth_dir}", out=out, metrics=TEST_METRICS.split(","),
+        method=method, dataset=f"synthetic:{synth_dir}", out=out, metrics=list(metrics),
         metric_options=metric_options, device="cpu", **kw,
     )
 
@@ -33,7 +35,8 @@ def _mean(summary, key):
 @pytest.fixture(scope="module")
 def sanity_runs(synth_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    return {m: Harness(_config(synth_dir, out / m, m)).run(progress=False) for m in ("oracle", "replay-context", "repeat-last")}
+    full = TEST_METRICS.split(",")
+    return {m: Harness(_config(synth_dir, out / m, m, metrics=full)).run(progress=False) for m in ("oracle", "replay-context", "repeat-last")}
 
 
 def test_oracle_scores_every_metric_at_its_best_value(sanity_runs):
@@ -175,7 +178,6 @@ def _timed_run(synth_dir, tmp_path, method):
     import magbench_test_methods as plugins
 
     cfg = _config(synth_dir, tmp_path / method, f"magbench_test_methods:{method}", limit=1)
-    cfg.metrics = ["psnr"]
     return Harness(cfg, clock=plugins.CLOCK).run(progress=False).records[0]["timing"]
 
 
@@ -196,7 +198,6 @@ def test_every_method_call_is_timed_and_reported_to_the_stage_hook(synth_dir, tm
 
     seen: list[str] = []
     cfg = _config(synth_dir, tmp_path / "r", "magbench_test_methods:HonestWorker", limit=1)
-    cfg.metrics = ["psnr"]
     Harness(cfg, clock=plugins.CLOCK, stage_hook=lambda stage, s: seen.append(stage)).run(progress=False)
     for stage in ("load", "warmup", "input", "reset", "memorize", "block", "memory_bytes", "score", "save", "sample"):
         assert stage in seen, stage
@@ -208,7 +209,6 @@ def test_a_short_untimed_sample_warms_the_method_up_before_the_first_timed_one(s
 
     plugins.CallLog.calls.clear()
     cfg = _config(synth_dir, tmp_path / "r", "magbench_test_methods:CallLog", limit=2)
-    cfg.metrics = ["psnr"]
     s = Harness(cfg).run(progress=False)
     assert [c for c in plugins.CallLog.calls if c[0] == "generate"] == [
         ("generate", "synthetic_000_pan", 12), ("generate", "synthetic_000_pan", 24), ("generate", "synthetic_001_tilt", 24),
@@ -223,7 +223,6 @@ def test_a_method_with_its_own_warmup_hook_is_warmed_up_by_it(synth_dir, tmp_pat
 
     plugins.CallLog.calls.clear()
     cfg = _config(synth_dir, tmp_path / "r", "magbench_test_methods:WarmsItself", limit=1)
-    cfg.metrics = ["psnr"]
     s = Harness(cfg).run(progress=False)
     assert plugins.CallLog.calls[0] == ("warmup", "synthetic_000_pan", 24)
     assert [c[0] for c in plugins.CallLog.calls[1:]] == ["reset", "generate"] and s.warmup["kind"] == "hook"
@@ -234,7 +233,6 @@ def test_a_fatal_error_is_recorded_in_the_run_folder(synth_dir, tmp_path):
         raise OSError("disk full")
 
     cfg = _config(synth_dir, tmp_path / "r", limit=2)
-    cfg.metrics = ["psnr"]
     with pytest.raises(OSError):
         Harness(cfg).run(progress=False, on_sample=boom)
     fatal = json.loads((tmp_path / "r" / "fatal.json").read_text())
