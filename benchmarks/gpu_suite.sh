@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmarks in one call (the device machine has no network: wheels travel in .whl/).
-# Usage: bash benchmarks/gpu_suite.sh PART  (PART: kernels | e2e | cli | fused | graphs | vae | defaults | final).
+# Usage: bash benchmarks/gpu_suite.sh PART  (PART: speed | kernels | e2e | cli | fused | graphs | vae | defaults | final).
+# magbench must be installed (pip install --no-deps -e .): the scripts import it.
 # Results go to $OUT.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
@@ -12,6 +13,14 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 case "${1:-kernels}" in
+  speed)
+    # Issue 14: flash-attn-4 against SDPA at the real shapes (asserts), the profile of one block per
+    # backend, and the A/B of the two backends in one run, memory full, decode included.
+    timeout 170 python3 benchmarks/check_flash.py --out "$OUT/check_flash.json" 2>&1 | grep -v Warn | tail -14
+    timeout 170 python3 benchmarks/profile_wan.py --policies mag --attention sdpa,flash --out "$OUT/profile_mag.json" 2>&1 | grep -v Warn | tail -32
+    timeout 330 python3 benchmarks/bench_wan.py --settings mag:66,self-forcing:66,full-history:120 --attention sdpa,flash \
+      --warmup 2 --blocks 4 --out "$OUT/wan_flash_ab.json" 2>&1 | tail -9
+    ;;
   fused)
     # A/B of the fused elementwise groups, same machine, same call.
     timeout 110 python3 benchmarks/check_fused.py 2>&1 | grep -v Warn | tail -3
