@@ -245,6 +245,10 @@ class Harness:
                 "kind": cls.kind,
                 "description": cls.description,
                 "config": ident["method"],
+                # The options that differ from the method's defaults: what a report labels it by.
+                "options_changed": {
+                    k: v for k, v in sorted(self.method.options.items()) if cls.defaults.get(k, object()) != v
+                },
             },
             "dataset": self.dataset.describe(),
             "dataset_spec": self.config.dataset,  # what `magbench score` loads the ground truth from
