@@ -346,7 +346,9 @@ class Harness:
 
     def _inputs(self, sample: VideoSample):
         """A sample's frames split by the protocol, at the method's resolution, and its info."""
-        frames = sample.load_frames()
+        return self._split(sample, sample.load_frames())
+
+    def _split(self, sample: VideoSample, frames: np.ndarray):
         split = self.config.protocol.split(frames.shape[0], sample.duration_sec, name=str(sample.video_path))
         video = resize_frames(to_float_frames(frames[: split.kept]), self.method.resolution)
         seed = sample_seed(self.config.seed, sample.sample_id)
@@ -399,8 +401,9 @@ class Harness:
         stage = "load"
         try:
             t0 = time.perf_counter()
-            split, info, context, target = self._inputs(sample)
+            frames = sample.load_frames()
             stage = "split"
+            split, info, context, target = self._split(sample, frames)
             record.update(
                 memory_source=info.memory_source,
                 seed=info.seed, num_context=split.num_context, num_target=split.num_target,
