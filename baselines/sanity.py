@@ -16,6 +16,7 @@ class _ContextMethod(Method):
     """Keeps the context frames it was shown (on its device)."""
 
     needs = MethodNeeds(gpu=False)
+    defaults = {"block": BLOCK}  # frames per yielded block
 
     def reset(self, sample: SampleInfo) -> None:
         super().reset(sample)
@@ -81,6 +82,8 @@ class Oracle(Method):
     description = "Returns the ground truth (ceiling; checks the metrics)."
     needs = MethodNeeds(gpu=False, ground_truth=True)
     kind = "ceiling"
+
+    defaults = {"block": BLOCK}
 
     def reset(self, sample: SampleInfo) -> None:
         super().reset(sample)

@@ -15,11 +15,10 @@ or protocols are refused: their numbers measure different things.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import pandas as pd
 
 from magbench.reports import fmt
 from magbench.reports.errors import IncompatibleRunsError, NoSharedSamplesError, ReportError, UnknownMetricError
@@ -48,15 +47,6 @@ class Comparison:
     run_b: Run
     shared: list[str]
     diffs: list[MetricDiff] = field(default_factory=list)
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(d) for d in self.diffs])
-
-    def verdicts(self) -> list[str]:
-        return [d.verdict for d in self.diffs]
-
-    def summary(self) -> str:
-        return "; ".join(self.verdicts())
 
 
 def compare(

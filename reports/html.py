@@ -208,10 +208,12 @@ def _summary(rows: list[_Row], primary: str | None, info: dict[str, Any]) -> dic
 EFFICIENCY = [
     # (title, column, first click, formatter, hint)
     ("FPS", "fps_mean", "desc", fmt.num, "generated frames per second, mean over samples (95% CI)"),
+    ("e2e FPS", "e2e_fps_mean", "desc", fmt.num, "target frames per second of all method time: reset + memorize + generate + memory accounting"),
     ("first block", "first_block_s_mean", "asc", fmt.seconds, "time to the first generated block, mean"),
     ("block p50", "block_p50_s", "asc", fmt.seconds, "median latency of a block, over all blocks"),
     ("block p95", "block_p95_s", "asc", fmt.seconds, "95th percentile latency of a block"),
     ("peak VRAM", "peak_vram_bytes", "asc", fmt.nbytes, "peak device memory (– when not recorded, e.g. CPU)"),
+    ("VRAM growth", "device_growth_bytes_mean", "asc", fmt.nbytes, "device memory allocated at the end beyond the loaded method, mean (measured; compare KV end, self-reported)"),
     ("peak RSS", "peak_rss_bytes", "asc", fmt.nbytes, "peak host memory"),
     ("KV end", "kv_bytes_end_mean", "asc", fmt.nbytes, "memory (KV cache) held at the end, mean"),
     ("KV peak", "kv_bytes_peak", "asc", fmt.nbytes, "largest memory (KV cache) held"),

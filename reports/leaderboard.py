@@ -24,11 +24,17 @@ Columns (stable; names only ever get added):
                             samples, seed 0); NaN with fewer than two samples
 ``fps_mean``                mean over samples of generated frames per second, with
                             ``fps_ci_low``/``fps_ci_high``
+``e2e_fps_mean``            mean over samples of end-to-end FPS: target frames over all of the
+                            method's time for the sample (reset + memorize + generate + memory
+                            accounting), with ``e2e_fps_ci_low``/``e2e_fps_ci_high``
 ``first_block_s_mean``      mean time to the first generated block, seconds
 ``block_p50_s``             median latency of a generated block, pooled over every block of every
                             sample; ``block_p95_s`` its 95th percentile
 ``peak_vram_bytes``         max over samples of peak device memory (``peak_device_bytes``);
                             NaN when not recorded (CPU runs)
+``peak_reserved_bytes``     max over samples of peak device memory reserved by the allocator
+``device_growth_bytes_mean`` mean over samples of device memory allocated at the end beyond what
+                            the loaded method held (measured; compare with ``kv_bytes_end_mean``)
 ``peak_rss_bytes``          max over samples of peak host memory
 ``kv_bytes_end_mean``       mean over samples of the method's memory (KV cache) at the end
 ``kv_bytes_peak``           max over samples of that memory's peak
@@ -74,6 +80,7 @@ TERMINAL_KEYS = ("lpips", "psnr", "ssim")
 EFFICIENCY_COLUMNS = [
     "fps_mean", "fps_ci_low", "fps_ci_high", "first_block_s_mean", "block_p50_s", "block_p95_s",
     "peak_vram_bytes", "peak_rss_bytes", "kv_bytes_end_mean", "kv_bytes_peak",
+    "e2e_fps_mean", "e2e_fps_ci_low", "e2e_fps_ci_high", "peak_reserved_bytes", "device_growth_bytes_mean",
 ]
 
 
@@ -224,6 +231,12 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
         kv_bytes_end_mean=_mean([m.get("kv_bytes_end") for m in memory]),
         kv_bytes_peak=_max([m.get("kv_bytes_peak") for m in memory]),
     )
+    e2e, e2e_low, e2e_high = bootstrap_ci([t.get("e2e_fps") for t in timing], n_resamples, seed=seed)
+    row.update(
+        e2e_fps_mean=e2e, e2e_fps_ci_low=e2e_low, e2e_fps_ci_high=e2e_high,
+        peak_reserved_bytes=_max([m.get("peak_device_reserved_bytes") for m in memory]),
+        device_growth_bytes_mean=_mean([m.get("device_growth_bytes") for m in memory]),
+    )
     return row
 
 
@@ -256,7 +269,7 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
     from rich import box
     from rich.table import Table
 
-    derived = [c[: -len("_ci_low")] for c in df.columns if c.endswith("_ci_low") and c != "fps_ci_low"]
+    derived = [c[: -len("_ci_low")] for c in df.columns if c.endswith("_ci_low") and c not in ("fps_ci_low", "e2e_fps_ci_low")]
     available = list(df.attrs.get("metric_keys") or derived)
     primary = df.attrs.get("primary")
     if metrics:
@@ -278,7 +291,7 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
         arrow = {True: " ↑", False: " ↓"}.get(higher_is_better(k, info), "")
         table.add_column(("* " if k == primary else "") + k + arrow, justify="right", overflow="fold", min_width=9)
     vram = bool(df["peak_vram_bytes"].notna().any()) if len(df) else False  # CPU runs record none
-    for col in ("FPS", "p50 block", *(["peak VRAM"] if vram else []), "KV end"):
+    for col in ("FPS", "e2e FPS", "p50 block", *(["peak VRAM"] if vram else []), "KV end"):
         table.add_column(col, justify="right", overflow="fold")
     for _, r in df.iterrows():
         name = r["method"] + ("" if r["method_config"] == "default" else f" {r['method_config']}")
@@ -294,7 +307,7 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
         for k in keys:
             # The interval on its own line keeps columns narrow enough for a terminal.
             cells.append(fmt.ci(r.get(f"{k}_mean"), r.get(f"{k}_ci_low"), r.get(f"{k}_ci_high")).replace(" [", "\n[", 1))
-        cells += [fmt.num(r["fps_mean"]), fmt.seconds(r["block_p50_s"]), *([fmt.nbytes(r["peak_vram_bytes"])] if vram else []),
+        cells += [fmt.num(r["fps_mean"]), fmt.num(r.get("e2e_fps_mean")), fmt.seconds(r["block_p50_s"]), *([fmt.nbytes(r["peak_vram_bytes"])] if vram else []),
                   fmt.nbytes(r["kv_bytes_end_mean"])]
         table.add_row(*cells, style="dim" if r["kind"] != "method" else None)
     return table

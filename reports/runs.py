@@ -42,7 +42,11 @@ class Run:
 
     @property
     def method_config(self) -> str:
-        """The method's options as compact JSON ("default" when it has none)."""
+        """The method's options as compact JSON ("default" when it has none). Manifests that
+        record resolved options (every default included) name the changed ones apart."""
+        changed = (self.manifest.get("method") or {}).get("options_changed")
+        if changed is not None:
+            return _compact(changed) if changed else "default"
         cfg = (self.manifest.get("method") or {}).get("config") or {}
         options = cfg.get("options", {k: v for k, v in cfg.items() if k != "name"})
         return _compact(options) if options else "default"
@@ -68,7 +72,10 @@ class Run:
         return (self.dataset, self.dataset_revision, _compact(self.protocol))
 
     def group_key(self) -> tuple[str, ...]:
-        return (self.method, self.method_config, *self.comparison_key())
+        # The whole method configuration, not only the label: runs whose defaults differ in code
+        # are different runs even where the changed options agree.
+        config = _compact((self.manifest.get("method") or {}).get("config") or {})
+        return (self.method, self.method_config, config, *self.comparison_key())
 
     def key_info(self) -> dict[str, dict[str, Any]]:
         return dict(self.manifest.get("key_info") or {})

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from magbench.errors import MagbenchError
-from magbench.runners.locking import RUN_LOCK, is_locked
+from magbench.locking import RUN_LOCK, is_locked
 from magbench.runners.sharding import ShardPlan, lock_name
 from magbench.store import RunDir
 

@@ -69,15 +69,16 @@ COMMON_OPTIONS = {
 class _WanMethod(Method):
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
     resolution: ClassVar[tuple[int, int] | None] = (480, 832)
-    defaults: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[dict[str, Any]] = COMMON_OPTIONS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass's ``defaults`` lists its own options; every Wan method also takes the common ones.
+        super().__init_subclass__(**kwargs)
+        cls.defaults = {**COMMON_OPTIONS, **cls.__dict__.get("defaults", {})}
 
     def __init__(self, **options: Any) -> None:
-        allowed = {**COMMON_OPTIONS, **self.defaults}
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise TypeError(f"unknown option(s) {unknown}; known: {sorted(allowed)}")
-        super().__init__(**options)
-        self.opts = {**allowed, **options}
+        super().__init__(**options)  # unknown options refused, defaults merged (Method)
+        self.opts = self.options
         res = self.opts["resolution"]
         if res is None and self.opts["config"] == "tiny":
             res = (32, 48)
@@ -226,10 +227,9 @@ class _WanMethod(Method):
     def timings(self) -> dict[str, float]:
         return dict(self._timing)
 
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        cfg["memory"] = self.memory.describe() if hasattr(self, "memory") else None
-        return cfg
+    def derived(self) -> dict[str, Any]:
+        # From the options alone (buffers are allocated lazily): known before load.
+        return {"memory": self._make_memory(self._model_config().num_layers).describe()}
 
     def close(self) -> None:
         for attr in ("generator", "memory_model", "memory", "sampler", "vae", "text"):
