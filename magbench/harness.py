@@ -289,7 +289,7 @@ class Harness:
         }
         stage = "load"
         try:
-            frames = sample.load_frames()
+            frames = sample.load_frames_checked(self.config.protocol, record)  # 16 fps check, --fps-policy
             stage = "split"
             split = self.config.protocol.split(frames.shape[0], sample.duration_sec, name=str(sample.video_path))
             frames = frames[: split.kept]

@@ -122,6 +122,10 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
             ranked = ("not ranked" if r.values["status"] in ("failed", "empty")
                       else f"every row here is ranked on the {int(r.values['n_common'])} samples all ranked rows finished")
             warnings.append(f"{r.label} on {dataset} ({r.values['status']}): {r.values['cause']}; {ranked}.")
+        if r.values.get("n_video_flags"):  # the protocol's 16 fps check (records' video_check)
+            warnings.append(f"{r.label} on {dataset}: {int(r.values['n_video_flags'])} sample(s) whose video is not at "
+                            "the protocol's 16 fps (container frame rate, or frame count against the CSV duration); "
+                            "each record's video_check says what was found and done.")
     return {
         "anchor": f"cmp{n}",
         "dataset": dataset,

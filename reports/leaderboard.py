@@ -29,6 +29,9 @@ Columns (stable; names only ever get added):
                             do not shrink the others' set
 ``n_failed``                samples recorded as failed
 ``n_corrupt_lines``         damaged lines skipped in the rows' ``samples*.jsonl`` files
+``n_video_flags``           samples whose video failed the protocol's 16 fps check (container frame
+                            rate not 16, or frame count off its CSV duration by more than a block),
+                            whatever was done about it (``record["video_check"]``; a note names them)
 ``status``                  "ok" (no failed sample), "partial" (some failed: marked, ranked on the
                             common samples), "failed" (every sample failed) or "empty" (no records)
 ``cause``                   why, for rows that are not "ok": the run's fatal error (``RUN/fatal.json``)
@@ -88,7 +91,7 @@ if TYPE_CHECKING:
 
 ID_COLUMNS = [
     "method", "kind", "method_config", "dataset", "dataset_revision", "protocol", "memory_source", "n_runs",
-    "run_ids", "n_samples", "n_common", "n_failed", "n_corrupt_lines", "status", "cause",
+    "run_ids", "n_samples", "n_common", "n_failed", "n_corrupt_lines", "n_video_flags", "status", "cause",
 ]
 TERMINAL_KEYS = ("lpips", "psnr", "ssim")
 EFFICIENCY_COLUMNS = [
@@ -125,6 +128,11 @@ class Group:
             return self.ok_records
         common = set(self.common_ids)
         return [r for r in self.ok_records if r["sample_id"] in common]
+
+    @property
+    def flagged_records(self) -> list[dict[str, Any]]:
+        """Records (any status) whose video failed the protocol's frame-rate check."""
+        return [r for r in self.records if (r.get("video_check") or {}).get("flags")]
 
     @property
     def ok_ids(self) -> list[str]:
@@ -243,6 +251,15 @@ def build(
                "samples, or use `magbench compare` on two of them.")
         )
     for g in groups:
+        flagged = g.flagged_records
+        if flagged:
+            shown = "; ".join(
+                f"{r['sample_id']}: {', '.join(r['video_check'].get('problems') or r['video_check']['flags'])} "
+                f"({r['video_check'].get('action')})"
+                for r in flagged[:3]
+            )
+            notes.append(f"{_name(g)} on {g.first.dataset}: {len(flagged)} sample(s) with video flags ({shown}"
+                         + ("; ..." if len(flagged) > 3 else "") + ")")
         if g.status in ("failed", "empty"):
             notes.append(f"{_name(g)} on {g.first.dataset} is not ranked ({g.status}): {g.cause()}")
     for folder, fatal in stopped:
@@ -323,6 +340,7 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
         "n_common": len(ok),
         "n_failed": len(group.records) - len(finished),
         "n_corrupt_lines": sum(len(r.problems) for r in group.runs),
+        "n_video_flags": len(group.flagged_records),
         "status": status,
         "cause": "" if status == "ok" else group.cause(),
     }

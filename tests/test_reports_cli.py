@@ -96,3 +96,16 @@ def test_compare_notes_the_samples_a_run_failed(app, tmp_path):
     res = runner.invoke(app, ["compare", str(a), str(b)], terminal_width=200)
     assert res.exit_code == 0, res.output
     assert "4 shared samples" in res.output and "A (a) failed 2 sample(s)" in res.output
+
+
+def test_report_flags_samples_whose_video_is_not_at_16_fps(app, tmp_path):
+    import json
+
+    run = make_run(tmp_path / "runs", "m", n=2)
+    lines = [json.loads(l) for l in (run / "samples.jsonl").read_text().splitlines()]
+    lines[0]["video_check"] = {"flags": ["fps"], "problems": ["container frame rate 25 fps, the protocol needs 16 fps"],
+                               "action": "resampled", "container_fps": 25.0}
+    (run / "samples.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    res = runner.invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r.html"), "--samples", "1"])
+    assert res.exit_code == 0, res.output
+    assert "m on synthetic:test: 1 sample(s) whose video is not at the protocol&#39;s 16 fps" in (tmp_path / "r.html").read_text()
