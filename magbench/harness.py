@@ -29,6 +29,7 @@ import torch
 import magbench
 from magbench.data import Dataset, VideoSample, load_dataset
 from magbench.data.video_io import resize_frames, to_float_frames, to_uint8_frames, write_video
+from magbench.determinism import configure as configure_determinism
 from magbench.environment import git_commit, hardware, package_versions
 from magbench.errors import MagbenchError, MissingWeightsError, SampleError
 from magbench.method import Method, SampleInfo
@@ -183,6 +184,7 @@ class Harness:
             )
         if self.method.needs.gpu and not self.device.startswith("cuda"):
             log.warning("method %r is meant for a GPU; on %s it will be slow", config.method, self.device)
+        configure_determinism()  # no timing-based cuDNN choice, no TF32 (magbench/determinism.py)
         # Random-weight backbones (tests, benchmarks) must be the same in every process.
         torch.manual_seed(config.seed)
         self.metrics, self.skipped_metrics = create_metrics(
