@@ -194,14 +194,13 @@ def download(
     list_: bool = typer.Option(False, "--list", help="Only list what is needed and whether it is present."),
 ) -> None:
     """Fetch datasets, method weights and metric weights (one command for all three)."""
-    from magbench.download import artifacts_for, fetch, status_table
+    from magbench.download import artifacts_for, fetch_all, status_table
 
     arts = artifacts_for(datasets=dataset, methods=method, metrics=metrics)
     if list_ or not (dataset or method or metrics):
         console.print(status_table(arts if (dataset or method or metrics) else None))
         return
-    for art in arts:
-        fetch(art, console)
+    fetch_all(arts, console)  # tries every artefact, then names all that failed
 
 
 @data_app.command("download")

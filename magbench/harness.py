@@ -30,6 +30,7 @@ import magbench
 from magbench.data import Dataset, VideoSample, load_dataset
 from magbench.data.video_io import resize_frames, to_float_frames, to_uint8_frames, write_video
 from magbench.determinism import configure as configure_determinism
+from magbench.download import missing_weights_message
 from magbench.environment import git_commit, hardware, package_versions
 from magbench.errors import MagbenchError, MissingWeightsError, SampleError
 from magbench.method import Method, SampleInfo
@@ -133,7 +134,7 @@ def create_metrics(
         if not opts.get("random_weights"):
             missing = [w for w in getattr(cls, "weights", ()) if not w.is_present()]
             if missing:
-                msg = f"weights {', '.join(w.name for w in missing)} missing: run `magbench download --metrics`"
+                msg = missing_weights_message(missing)  # names the download command and the env variables
                 if is_default:
                     skipped[n] = msg
                     continue
