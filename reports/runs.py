@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -64,6 +65,10 @@ class Run:
     def protocol(self) -> dict[str, Any]:
         """The manifest's protocol, with settings it predates filled in (``PROTOCOL_DEFAULTS``;
         the memory source from the records where only they name it)."""
+        return dict(self._protocol)
+
+    @cached_property
+    def _protocol(self) -> dict[str, Any]:
         proto = dict(self.manifest.get("protocol") or {})
         if "memory_source" not in proto:
             named = {r.get("memory_source") for r in self.records if r.get("memory_source")}
