@@ -231,25 +231,36 @@ def data_synth(
 
 
 @data_app.command("info")
-def data_info(spec: str = typer.Argument("synthetic", help="Dataset spec, e.g. synthetic, csv:PATH.")) -> None:
+def data_info(
+    spec: str = typer.Argument("synthetic", help="Dataset spec, e.g. synthetic, csv:PATH."),
+    fps_policy: str = typer.Option("strict", "--fps-policy", help="As for `magbench run`: strict | resample | accept."),
+) -> None:
     """Show a dataset's samples and their protocol split."""
+    from rich.markup import escape
+
     from magbench.data import load_dataset
-    from magbench.data.video_io import read_video
     from magbench.errors import SampleError
     from magbench.protocol import ReplayProtocol
 
     ds = load_dataset(spec)
-    proto = ReplayProtocol()
+    proto = ReplayProtocol(fps_policy=fps_policy)
     table = Table(title=f"{ds.id} ({len(ds)} samples) at {ds.root}")
-    for col in ("sample", "duration s", "frames", "context", "target", "note"):
+    for col in ("sample", "duration s", "fps", "frames", "context", "target", "note"):
         table.add_column(col)
     for s in ds.samples:
+        check: dict = {}
         try:
-            n = read_video(s.video_path).shape[0]
+            # The same check and --fps-policy as `magbench run` (see the README's replay protocol).
+            n = s.load_frames_checked(proto, check).shape[0]
             sp = proto.split(n, s.duration_sec, name=str(s.video_path))
-            table.add_row(s.sample_id, f"{s.duration_sec:g}", str(n), str(sp.num_context), str(sp.num_target), "")
+            cells, note = [str(n), str(sp.num_context), str(sp.num_target)], ""
+            vc = check["video_check"]
+            if vc["flags"]:
+                note = f"[yellow]{vc['action']}: {escape('; '.join(vc['problems']))}[/]"
         except SampleError as exc:
-            table.add_row(s.sample_id, f"{s.duration_sec:g}", "", "", "", f"[red]{exc}[/]")
+            cells, note = ["", "", ""], f"[red]{escape(str(exc))}[/]"
+        fps = (check.get("video_check") or {}).get("container_fps")
+        table.add_row(s.sample_id, f"{s.duration_sec:g}", f"{fps:g}" if fps else "?", *cells, note)
     console.print(table)
 
 

@@ -136,8 +136,8 @@ def _coverage_notes(a: Run, b: Run, shared: list[str]) -> list[str]:
     notes = []
     for label, run, other in (("A", a, b), ("B", b, a)):
         failed = [r["sample_id"] for r in run.records if r.get("status") != "ok"]
-        other_ids = {r["sample_id"] for r in other.records}
-        missing = [s for s in other_ids if s not in {r["sample_id"] for r in run.records}]
+        own_ids = {r["sample_id"] for r in run.records}
+        missing = [r["sample_id"] for r in other.records if r["sample_id"] not in own_ids]
         if failed:
             shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
             notes.append(f"{label} ({run.method}) failed {len(failed)} sample(s) ({shown}): left out of every comparison")

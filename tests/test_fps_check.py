@@ -133,3 +133,21 @@ def test_run_fails_the_25_fps_sample_naming_both_rates_or_resamples_it_when_aske
     assert df.loc["magbench-replay-v1-fpsresample", "n_video_flags"] == 1
     assert df.loc["magbench-replay-v1", "status"] == "failed" and "25 fps" in df.loc["magbench-replay-v1", "cause"]
     assert any("1 sample(s) with video flags (clip: container frame rate 25 fps" in n and "resampled" in n for n in lb.notes)
+
+
+def test_data_info_shows_the_container_frame_rate_and_the_check(clip25, monkeypatch):
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    import magbench.cli
+    from magbench.cli import app
+
+    def info(*extra):
+        console = Console(record=True, width=400)
+        monkeypatch.setattr(magbench.cli, "console", console)
+        res = CliRunner().invoke(app, ["data", "info", f"csv:{clip25}", *extra])
+        assert res.exit_code == 0, res.output
+        return " ".join(console.export_text().split())
+
+    assert "│ 10 │ 25 │" in info() and "container frame rate 25 fps, the protocol needs 16 fps" in info()
+    assert "│ 25 │ 160 │ 129 │ 24 │ resampled: container frame rate 25 fps" in info("--fps-policy", "resample")
