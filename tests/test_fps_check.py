@@ -93,7 +93,8 @@ def test_check_by_hand():
     assert check_video(172, 16.0, 10.0, p)["flags"] == []  # within one block of 12 frames
     assert check_video(173, 16.0, 10.0, p)["flags"] == ["duration"]
     assert check_video(160, None, 10.0, p)["flags"] == []  # no rate in the container: frame count only
-    assert check_video(160, 16.0000001, 10.0, p)["flags"] == []  # a rate stored as a fraction
+    assert check_video(160, 16000 / 1001, 10.0, p)["flags"] == []  # a rate stored as a fraction
+    assert check_video(160, 15.9, 10.0, p)["flags"] == ["fps"]
     r = check_video(300, 30.0, 10.0, ReplayProtocol(fps_policy="resample"))
     assert r["action"] == "resampled" and r["frames_used"] == 160
 
