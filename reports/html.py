@@ -254,7 +254,7 @@ def _tables(rows: list[_Row], keys: list[str], primary: str | None, info: dict[s
         v = r.values
         cells = [
             _cell(str(rank), rank),
-            _cell(v["method"], r.label.lower(), method=True, config=None if v["method_config"] == "default" else v["method_config"]),
+            _cell(v["method"], r.label.lower(), method=True, config=_config_note(v)),
             _cell(str(int(v["n_common"])), int(v["n_common"]), failed=int(v["n_failed"])),
         ]
         q = list(cells)
@@ -275,6 +275,14 @@ def _tables(rows: list[_Row], keys: list[str], primary: str | None, info: dict[s
         {"id": "efficiency", "title": "Efficiency", "columns": efficiency, "rows": e_rows,
          "hint": "Speed and memory, from the same runs. Block latencies are pooled over every block of every sample."},
     ]
+
+
+def _config_note(v: dict[str, Any]) -> str | None:
+    """Under the method name: its options, and for a run that cannot be ranked, why."""
+    config = None if v["method_config"] == "default" else v["method_config"]
+    if v.get("status") in ("failed", "empty"):
+        config = (f"{config} · " if config else "") + f"not ranked ({v['status']}): {v['cause']}"
+    return config
 
 
 def _cell(text: str, sort: Any, method: bool = False, config: str | None = None, failed: int = 0,

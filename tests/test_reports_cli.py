@@ -87,7 +87,9 @@ def test_failed_and_empty_runs_show_their_cause_in_the_terminal_csv_and_report(a
     assert row["status"] == "empty" and "diffusers" in row["cause"]
     res = runner.invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r.html"), "--samples", "1"])
     assert res.exit_code == 0, res.output
-    assert "wan-smoke on synthetic:test (empty): run stopped: ModuleNotFoundError: No module named &#39;diffusers&#39;" in (tmp_path / "r.html").read_text()
+    html = (tmp_path / "r.html").read_text()
+    assert "wan-smoke on synthetic:test (empty): run stopped: ModuleNotFoundError: No module named &#39;diffusers&#39;" in html
+    assert '<div class="config">not ranked (empty): run stopped: ModuleNotFoundError' in html  # in the row itself
 
 
 def test_compare_notes_the_samples_a_run_failed(app, tmp_path):
