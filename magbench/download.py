@@ -8,7 +8,7 @@ variable that points magbench at a local copy.
 from __future__ import annotations
 
 import shlex
-from typing import Iterable
+from typing import Callable, Iterable
 
 from rich.console import Console
 from rich.table import Table
@@ -71,15 +71,18 @@ def fetch(art: HubArtifact, console: Console) -> None:
     console.print(f"{art.name}: ready at {path}", highlight=False)
 
 
-def fetch_all(arts: Iterable[HubArtifact], console: Console) -> None:
-    """Fetch every artefact; then, if any failed, one MagbenchError naming all of them.
-
-    Each failure is printed with the hand-made alternative (:func:`manual_hint`)."""
+def fetch_all(
+    arts: Iterable[HubArtifact], console: Console, fetch_one: Callable[[HubArtifact, Console], None] | None = None
+) -> None:
+    """Fetch every artefact (with ``fetch_one``, default :func:`fetch`); then, if any failed, one
+    MagbenchError naming all of them. Each failure is printed with the way to fetch it by hand
+    (:func:`manual_hint`)."""
     arts = list(arts)
+    fetch_one = fetch_one or fetch
     failed: list[tuple[HubArtifact, str]] = []
     for art in arts:
         try:
-            fetch(art, console)
+            fetch_one(art, console)
         except Exception as exc:  # noqa: BLE001 - every artefact gets its try; all failures are reported
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             failed.append((art, reason))
