@@ -40,8 +40,6 @@ Columns (stable; names only ever get added):
                             ``bestmatch_lpips``, ``corr_ssim``, ``subject_consistency``, ...)
 ``<key>_ci_low/_ci_high``   95% percentile-bootstrap interval of that mean (2000 resamples over
                             samples, seed 0); NaN with fewer than two samples
-``<key>_mean_all_finished`` mean over every sample the row finished (``n_samples``), for reference
-                            only: rows with different failures are not comparable on it
 ``fps_mean``                mean over samples of generated frames per second, with
                             ``fps_ci_low``/``fps_ci_high``
 ``first_block_s_mean``      mean time to the first generated block, seconds
@@ -52,6 +50,8 @@ Columns (stable; names only ever get added):
 ``peak_rss_bytes``          max over samples of peak host memory
 ``kv_bytes_end_mean``       mean over samples of the method's memory (KV cache) at the end
 ``kv_bytes_peak``           max over samples of that memory's peak
+``<key>_mean_all_finished`` mean over every sample the row finished (``n_samples``), for reference
+                            only: rows with different failures are not comparable on it
 ==========================  ==========================================================================
 
 ``df.attrs`` carries ``primary`` (the sort key), ``key_info`` (``higher_is_better``/``best`` per
@@ -347,12 +347,13 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
     for k in keys:
         mean, low, high = bootstrap_ci([(r.get("metrics") or {}).get(k) for r in ok], n_resamples, seed=seed)
         row.update({f"{k}_mean": mean, f"{k}_ci_low": low, f"{k}_ci_high": high})
-        row[f"{k}_mean_all_finished"] = _mean([(r.get("metrics") or {}).get(k) for r in finished])
 
     timing = [r.get("timing") or {} for r in ok]
     memory = [r.get("memory") or {} for r in ok]
     fps, fps_low, fps_high = bootstrap_ci([t.get("fps") for t in timing], n_resamples, seed=seed)
     blocks = clean([b for t in timing for b in (t.get("block_s") or [])])
+    # For reference only: each metric over every sample the row finished, not just the common ones.
+    row.update({f"{k}_mean_all_finished": _mean([(r.get("metrics") or {}).get(k) for r in finished]) for k in keys})
     row.update(
         fps_mean=fps,
         fps_ci_low=fps_low,
