@@ -85,6 +85,7 @@ def fetch_all(
             fetch_one(art, console)
         except Exception as exc:  # noqa: BLE001 - every artefact gets its try; all failures are reported
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = reason.removeprefix(f"{art.name}: ")  # the artefact is named once, by us
             failed.append((art, reason))
             console.print(f"[red]{art.name}: failed[/]: {reason}", highlight=False, soft_wrap=True)
             hint = manual_hint(art)
