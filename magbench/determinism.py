@@ -10,10 +10,10 @@ sources are, most likely first:
    run through ``torch.compile``. A reduction kernel that Inductor emits with several Triton
    configurations (block sizes, warps) is benchmarked on the device at its first call and the
    fastest is kept; configurations reduce in different orders, so when two are close in time,
-   two processes can keep different ones and round differently (the on-disk autotune cache makes
-   back-to-back runs on one host agree, which is why one GPU plain and through torchrun gave
-   equal records). A last-bit difference in bfloat16 is then carried through every denoising
-   step and block. PyTorch's ``TORCHINDUCTOR_DETERMINISTIC=1`` (``torch._inductor.config.
+   two processes can keep different ones and round differently. Inductor's on-disk autotune
+   cache would make back-to-back runs on one host agree, which fits what was seen (one GPU plain
+   and through torchrun gave equal records; only the concurrently started second rank differed).
+   A last-bit difference in bfloat16 is then carried through every denoising step and block. PyTorch's ``TORCHINDUCTOR_DETERMINISTIC=1`` (``torch._inductor.config.
    deterministic``) picks one configuration by heuristics instead; its speed cost has not been
    measured here, so it is not on by default. ``--opt fused_elementwise=false`` avoids the
    compiled groups altogether (slower, see benchmarks/RESULTS.md).
