@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import magbench.reports.leaderboard as lbmod
+from magbench.baselines.sanity import RepeatLast
 from magbench.errors import MagbenchError
 from magbench.reports.errors import UnknownMetricError
 from magbench.reports.leaderboard import build, leaderboard, rich_table, write_leaderboard
@@ -287,3 +288,36 @@ def test_memory_source_comes_from_the_records_when_the_manifest_lacks_it(tmp_pat
     lines = [json.loads(l) | {"memory_source": "ground-truth"} for l in (run / "samples.jsonl").read_text().splitlines()]
     (run / "samples.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
     assert leaderboard([run]).iloc[0]["memory_source"] == "ground-truth"
+
+
+class FailsWhereTheFloorIsWorst(RepeatLast):
+    """repeat-last, except that it fails the samples in ``fail`` (set by the test below)."""
+
+    kind = "method"
+    fail: set = set()
+
+    def reset(self, sample):
+        if sample.sample_id in self.fail:
+            raise RuntimeError("out of memory on the long clip")
+        super().reset(sample)
+
+
+def test_real_plugin_that_fails_the_hard_sample_does_not_outrank_repeat_last(synth_dir, tmp_path, monkeypatch):
+    """The issue's case through the harness: identical frames to repeat-last where it finishes."""
+    from magbench.harness import Harness, RunConfig
+
+    def run(method, out):
+        cfg = RunConfig(method=method, dataset=f"synthetic:{synth_dir}", out=tmp_path / out, device="cpu", metrics=["psnr", "ssim"])
+        return Harness(cfg).run(progress=False)
+
+    floor = run("repeat-last", "floor")
+    worst = min(floor.records, key=lambda r: r["metrics"]["psnr"])["sample_id"]
+    monkeypatch.setattr(FailsWhereTheFloorIsWorst, "fail", {worst})
+    plugin = run(f"{__name__}:FailsWhereTheFloorIsWorst", "plugin")
+    assert plugin.failed == 1 and plugin.ok == len(floor.records) - 1
+    lb = build([tmp_path], primary="psnr")
+    df = lb.frame.set_index("run_ids")
+    assert df.loc["plugin", "psnr_mean_all_finished"] > df.loc["floor", "psnr_mean_all_finished"]  # it would have won
+    assert df.loc["plugin", "psnr_mean"] == df.loc["floor", "psnr_mean"]
+    assert list(lb.frame["run_ids"]) == ["floor", "plugin"]
+    assert df.loc["plugin", "status"] == "partial" and "out of memory on the long clip" in df.loc["plugin", "cause"]
