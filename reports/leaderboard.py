@@ -242,11 +242,16 @@ def build(
             "one dataset and protocol."
         )
     for (dataset, protocol), n_common in cut.items():
-        marked = [f"{_name(g)} ({len(g.ok_ids)} finished, {len(g.records) - len(g.ok_records)} failed)"
-                  for g in groups if g.comparison == (dataset, protocol) and len(g.ok_ids) > n_common]
+        ranked = [g for g in groups if g.comparison == (dataset, protocol) and g.ok_records]
+        most = max(len(g.ok_ids) for g in ranked)
+        short = [f"{_name(g)} ({len(g.ok_ids)} finished, {len(g.records) - len(g.ok_records)} failed)"
+                 for g in ranked if len(g.ok_ids) < most]
+        cut_rows = [f"{_name(g)} ({len(g.ok_ids)})" for g in ranked if len(g.ok_ids) > n_common]
         notes.append(
-            f"{dataset} / {protocol}: every row is ranked on the {n_common} sample(s) all ranked rows finished; "
-            f"cut to them: {', '.join(marked)}. Means over each row's own samples are in <key>_mean_all_finished."
+            f"{dataset} / {protocol}: every row is ranked on the {n_common} sample(s) all ranked rows finished, "
+            f"because of {', '.join(short) if short else 'rows that finished different samples'}; "
+            f"rows cut to them from their own: {', '.join(cut_rows)}. "
+            "Means over each row's own samples are in <key>_mean_all_finished."
             + ("" if n_common else " No sample was finished by every row, so none has a mean: run them on the same "
                "samples, or use `magbench compare` on two of them.")
         )
@@ -411,13 +416,18 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
         keys = [k for k in dict.fromkeys([primary, *TERMINAL_KEYS]) if k in available] or available[:4]
     info = df.attrs.get("key_info") or {}
     multi = df[["dataset", "protocol"]].drop_duplicates().shape[0] > 1
+    # The memory source decides what a row measures (history vs GT context): always visible when set.
+    sources = set(df["memory_source"]) if "memory_source" in df else {"generated"}
+    show_source = sources != {"generated"}
     table = Table(title="MAG-Bench leaderboard",
                   caption="mean [95% bootstrap CI] over the samples every ranked method finished (n); ↑ higher / ↓ lower is better",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     longest = max([len(str(m)) for m in df["method"]] + [6])
     table.add_column("method", overflow="fold", min_width=min(longest, 24))
     if multi:
-        table.add_column("dataset / protocol")
+        table.add_column("dataset / protocol", overflow="fold")
+    if show_source:
+        table.add_column("memory source")
     table.add_column("n", justify="right")
     for k in keys:
         arrow = {True: " ↑", False: " ↓"}.get(higher_is_better(k, info), "")
@@ -432,8 +442,10 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
         cells = [name]
         if multi:
             cells.append(f"{r['dataset']} / {r['protocol']}")
-        if r["status"] in ("failed", "empty"):
-            cells[0] += f"\n[red]not ranked ({r['status']}): {escape(str(r['cause']))}[/]"
+        if show_source:
+            cells.append(str(r["memory_source"]))
+        if r["status"] in ("failed", "empty"):  # the cause is in the notes printed above the table
+            cells[0] += f"\n[red]not ranked ({r['status']})[/]"
         n = str(int(r["n_common"]))
         if int(r["n_samples"]) != int(r["n_common"]):
             n += f" [dim]of {int(r['n_samples'])}[/]"

@@ -83,6 +83,7 @@ def test_failed_and_empty_runs_show_their_cause_in_the_terminal_csv_and_report(a
     res = runner.invoke(app, ["leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "lb.csv")], terminal_width=250)
     assert res.exit_code == 0, res.output
     assert "wan-smoke on synthetic:test is not ranked (empty): run stopped: ModuleNotFoundError: No module named 'diffusers'" in res.output
+    assert "not ranked (empty)" in res.output
     row = pd.read_csv(tmp_path / "lb.csv").set_index("method").loc["wan-smoke"]
     assert row["status"] == "empty" and "diffusers" in row["cause"]
     res = runner.invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r.html"), "--samples", "1"])
