@@ -241,8 +241,9 @@ def build(
             "They are kept in separate rows and never averaged together; compare rows only within "
             "one dataset and protocol."
         )
-    for (dataset, protocol), n_common in cut.items():
-        ranked = [g for g in groups if g.comparison == (dataset, protocol) and g.ok_records]
+    for key, n_common in cut.items():
+        ranked = [g for g in groups if g.first.comparison_key() == key and g.ok_records]
+        dataset, protocol = ranked[0].comparison
         most = max(len(g.ok_ids) for g in ranked)
         short = [f"{_name(g)} ({len(g.ok_ids)} finished, {len(g.records) - len(g.ok_records)} failed)"
                  for g in ranked if len(g.ok_ids) < most]
@@ -275,14 +276,15 @@ def build(
     return lb
 
 
-def set_common_samples(groups: Sequence[Group]) -> dict[tuple[str, str], int]:
+def set_common_samples(groups: Sequence[Group]) -> dict[tuple[str, ...], int]:
     """Give each group the samples every ranked group of its dataset (and revision) and protocol
     finished.
 
     Groups with no finished sample are not ranked and leave the set alone. Returns, for each
-    dataset/protocol where some row was cut to fewer samples than it finished, the common count.
+    comparison key (``Run.comparison_key``) where some row was cut to fewer samples than it
+    finished, the common count.
     """
-    cut: dict[tuple[str, str], int] = {}
+    cut: dict[tuple[str, ...], int] = {}
     for key in dict.fromkeys(g.first.comparison_key() for g in groups):
         members = [g for g in groups if g.first.comparison_key() == key]
         ranked = [g for g in members if g.ok_records]
@@ -293,7 +295,7 @@ def set_common_samples(groups: Sequence[Group]) -> dict[tuple[str, str], int]:
         for g in members:
             g.common_ids = common
         if any(len(g.ok_ids) > len(common) for g in ranked):
-            cut[members[0].comparison] = len(common)
+            cut[key] = len(common)
     return cut
 
 
