@@ -10,7 +10,11 @@ Formats (all use Wan's original parameter names, see :mod:`magbench.baselines.wa
 * Self-Forcing ``.pt``: a dict with ``generator`` and ``generator_ema`` state dicts (guandeh17/
   Self-Forcing ``inference.py``: ``state_dict['generator' if not args.use_ema else
   'generator_ema']`` loaded into ``WanDiffusionWrapper``, whose transformer is ``.model``, hence
-  keys prefixed ``model.``). Read with ``torch.load(weights_only=True)`` only.
+  keys prefixed ``model.``). Read with ``torch.load(weights_only=True)`` only;
+* LongLive ``longlive_base.pt`` and CausVid ``model.pt``: the same wrapper format, read from the
+  ``generator`` key (LongLive's inference config has ``use_ema: false``; CausVid loads
+  ``torch.load(...)['generator']``); LongLive's loader also takes a bare ``model`` key. LongLive's
+  LoRA is merged by :mod:`magbench.baselines.wan.lora`.
 
 Known wrapper prefixes (``model.``, ``module.``, ``_orig_mod.``, ``_fsdp_wrapped_module.``) are
 stripped; any other missing or unexpected key is an error that names it.
@@ -77,6 +81,35 @@ SELF_FORCING = register_artifact(
         description="Self-Forcing DMD generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks)",
     )
 )
+# LongLive v1.0 (the 1.3B model). Its README badge and release note link
+# Efficient-Large-Model/LongLive-1.3B, while an older README/docs download command names
+# Efficient-Large-Model/LongLive (baselines.md 2.1): we take the repo the v1.0 branch links to;
+# a copy from the other repo works through MAGBENCH_LONGLIVE or the options checkpoint_path= and
+# lora_path=. File names as configs/longlive_inference.yaml (longlive_models/models/...).
+LONGLIVE = register_artifact(
+    HubArtifact(
+        name="longlive",
+        repo_id="Efficient-Large-Model/LongLive-1.3B",
+        files=("models/longlive_base.pt", "models/lora.pt"),
+        required=("models/longlive_base.pt", "models/lora.pt"),
+        env_var="MAGBENCH_LONGLIVE",
+        download_command="magbench download --method longlive",
+        description="LongLive-1.3B base generator + LoRA (rank 256), merged at load",
+    )
+)
+# CausVid's autoregressive Wan checkpoint (README: the autoregressive_checkpoint folder of
+# tianweiy/CausVid; minimal_inference/autoregressive_inference.py loads <folder>/model.pt).
+CAUSVID = register_artifact(
+    HubArtifact(
+        name="causvid",
+        repo_id="tianweiy/CausVid",
+        files=("autoregressive_checkpoint/model.pt",),
+        required=("autoregressive_checkpoint/model.pt",),
+        env_var="MAGBENCH_CAUSVID",
+        download_command="magbench download --method causvid",
+        description="CausVid autoregressive generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks, 3 steps)",
+    )
+)
 # MAG's hub repo also holds the MAG-Bench videos: only the checkpoint folders are fetched. The
 # configs name them under checkpoints/ (configs/mag.yaml: generator_ckpt/memory_ckpt:
 # checkpoints/bc400; configs/block_compress.yaml: checkpoints/sf300); the exact folder names of the
@@ -139,7 +172,8 @@ def read_state_dict(path: str | Path, ema: bool = True) -> dict[str, torch.Tenso
             raise CheckpointError(f"{p}: not loadable with torch.load(weights_only=True): {exc}") from exc
         if not isinstance(obj, Mapping):
             raise CheckpointError(f"{p}: expected a dict, got {type(obj).__name__}")
-        for k in (("generator_ema", "generator") if ema else ("generator",)):
+        # LongLive's loader also accepts a bare {"model": ...} (NVlabs/LongLive inference.py).
+        for k in (("generator_ema", "generator", "model") if ema else ("generator", "model")):
             if k in obj and isinstance(obj[k], Mapping):
                 return dict(obj[k])
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):

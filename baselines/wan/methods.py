@@ -7,9 +7,12 @@ frames) and differ in what the KV memory keeps:
   block, plus a ``sink_frames`` (2) sink (Xilluill/MAG ``configs/magbench_inference.yaml``:
   ``local_attn_size: 21``, ``sink_size: 2``, ``cache_mode: block_compress``);
 * ``self-forcing``: the Self-Forcing DMD generator (EMA weights, as its README's ``--use_ema``)
-  with a rolling window of ``window_frames`` (21: Self-Forcing is trained on 21-frame
-  attention; MAG's rolling baseline config uses ``local_attn_size: 21``) past latent frames and a
-  ``sink_frames`` (3: LongLive's frame sink, one block) attention sink;
+  with its reference cache of 21 frames including the current block, no sink, rolled past 21
+  frames by the reference code's own ``local_attn_size`` (see :class:`SelfForcing`);
+* ``longlive``: LongLive-1.3B (base + merged LoRA) with its 12-frame cache including a 3-frame
+  sink (see :class:`LongLive`);
+* ``causvid``: CausVid's autoregressive generator, 3 raw steps, 21-frame rollouts carrying 3
+  latents (see :class:`CausVid`);
 * ``full-history``: the Self-Forcing generator attending every past frame (``max_frames`` caps it).
 
 Common options: ``config`` ("t2v-1.3b" or "tiny"), ``random_weights`` (no downloads: random
@@ -42,7 +45,7 @@ from magbench.errors import MagbenchError
 from magbench.method import Method, MethodNeeds, SampleInfo
 from magbench.registry import register_method
 
-from magbench.baselines.wan.checkpoint import MAG, SELF_FORCING, WAN_DIFFUSERS
+from magbench.baselines.wan.checkpoint import CAUSVID, LONGLIVE, MAG, SELF_FORCING, WAN_DIFFUSERS
 
 BLOCK_FRAMES = 3
 PIXELS_PER_LATENT = 4
@@ -249,11 +252,31 @@ def _self_forcing_generator(method: _WanMethod):
 
 @register_method("self-forcing")
 class SelfForcing(_WanMethod):
-    """Self-Forcing (Wan2.1-T2V-1.3B, DMD) with a rolling KV window and an attention sink."""
+    """Self-Forcing (Wan2.1-T2V-1.3B, DMD; EMA weights as its README's ``--use_ema``).
 
-    description = "Self-Forcing causal Wan2.1 1.3B, rolling KV window (21 frames) + 3-frame sink."
+    Default memory: the released Self-Forcing cache, continued past its length by the code's own
+    rolling window. The released config (guandeh17/Self-Forcing ``configs/self_forcing_dmd.yaml``,
+    ``local_attn_size=-1``, ``sink_size=0``) holds 21 latent frames, the current block included,
+    with no sink, and cannot go further (``pipeline/causal_inference.py`` allocates 32760 tokens
+    and never evicts). With ``model_kwargs.local_attn_size=21`` the same code evicts the oldest
+    frames instead (``wan/modules/causal_model.py``): identical for the first 21 frames, and the
+    only way its own code generates a MAG-Bench continuation. In this policy's terms: 18 past
+    frames + the current block, no sink (``window_frames=18``, ``sink_frames=0``; parity with the
+    reference code: ``tests/test_wan_parity_self_forcing.py``).
+
+    Other settings through options: ``window_frames`` (past frames kept besides the sink and the
+    current block; the reference's ``local_attn_size - sink_size - 3``) and ``sink_frames``. MAG's
+    rolling baseline cache (``cache_mode: original``: 21 past frames + sink + current block) is
+    ``window_frames=21 sink_frames=3``, this method's default before parity with the reference
+    was checked.
+    """
+
+    description = (
+        "Self-Forcing causal Wan2.1 1.3B; its released 21-frame KV cache (current block included, "
+        "no sink), rolled by its own local_attn_size=21 code past 21 frames."
+    )
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
-    defaults = {"window_frames": 21, "sink_frames": 3, "ema": True}
+    defaults = {"window_frames": 18, "sink_frames": 0, "ema": True}
 
     def _load_generator(self):
         return _self_forcing_generator(self), None
@@ -306,3 +329,169 @@ class MagMethod(_WanMethod):
         from magbench.baselines.wan.memory import CompressedMemory
 
         return CompressedMemory(num_layers, slots=int(self.opts["slots"]), sink_frames=int(self.opts["sink_frames"]), block_frames=BLOCK_FRAMES)
+
+
+@register_method("longlive")
+class LongLive(_WanMethod):
+    """LongLive-1.3B (NVlabs/LongLive branch ``v1.0``): Wan2.1-T2V-1.3B base checkpoint + LoRA
+    (rank 256, alpha 256, all Linear layers of every block), merged into the weights at load.
+
+    KV policy as ``configs/longlive_inference.yaml`` (``local_attn_size: 12``, ``sink_size: 3``):
+    a 12-latent-frame cache that includes a 3-frame sink (the first block, never evicted) and the
+    current block, so a block attends to sink + 6 previous frames + itself; the oldest non-sink
+    frames are evicted; RoPE positions absolute and growing (the default ``causal_model.py``, not
+    the later "infinity" variant); a clean cache-update pass at t = 0 with the same prompt.
+    Sampler as Self-Forcing's (4 warped steps). Parity: ``tests/test_wan_parity_longlive.py``.
+
+    Context: LongLive's pipeline has no context path. As the equivalent of baselines.md 5.2 (the
+    loop of Self-Forcing's ``initial_latent`` and MAG's generator-only path), the context latents
+    go block by block through the same cache-update pass (t = 0, caption prompt, absolute
+    positions), so the sink is the context's first block and generation continues at position 3m.
+
+    Options: ``window_frames`` (6) and ``sink_frames`` (3) in this package's policy terms
+    (``local_attn_size = sink + window + 3``); ``checkpoint_path`` / ``lora_path`` (local files
+    instead of the hub download), ``lora_rank`` / ``lora_alpha`` (256 / 256).
+    """
+
+    description = (
+        "LongLive-1.3B (Wan2.1 + merged LoRA): 12-frame KV cache incl. a 3-frame sink (first block), "
+        "oldest frames evicted, absolute RoPE."
+    )
+    needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, LONGLIVE))
+    defaults = {"window_frames": 6, "sink_frames": 3, "lora_path": None, "lora_rank": 256, "lora_alpha": 256}
+
+    def _load_generator(self):
+        from magbench.baselines.wan.checkpoint import load_wan
+        from magbench.baselines.wan.lora import merge_lora, read_lora
+
+        if self.opts["random_weights"]:
+            return self._random_model(int(self.opts["weights_seed"])), None
+        base = self.opts["checkpoint_path"] or self.opts["generator_path"]
+        lora = self.opts["lora_path"]
+        root = LONGLIVE.require() if not (base and lora) else None
+        base_path = Path(base).expanduser() if base else root / "models" / "longlive_base.pt"  # type: ignore[operator]
+        lora_path = Path(lora).expanduser() if lora else root / "models" / "lora.pt"  # type: ignore[operator]
+        # use_ema: false in the inference config -> the "generator" weights.
+        model = load_wan(base_path, base=self._model_config(), ema=False)
+        merge_lora(model, read_lora(str(lora_path)), rank=int(self.opts["lora_rank"]), alpha=float(self.opts["lora_alpha"]))
+        return model, None
+
+    def _make_memory(self, num_layers: int):
+        from magbench.baselines.wan.memory import SlidingWindow
+
+        return SlidingWindow(num_layers, int(self.opts["window_frames"]), int(self.opts["sink_frames"]), BLOCK_FRAMES)
+
+
+class _PixelRing:
+    """The most recent pixel frames by absolute index (CausVid re-encodes one when a rollout starts)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.count = 0
+        self._frames: dict[int, torch.Tensor] = {}
+
+    def push(self, frames: torch.Tensor, start: int | None = None) -> None:
+        start = self.count if start is None else start
+        for j in range(frames.shape[0]):
+            self._frames[start + j] = frames[j]
+        self.count = max(self.count, start + frames.shape[0])
+        for k in [k for k in self._frames if k < self.count - self.keep]:
+            del self._frames[k]
+
+    def get(self, index: int) -> torch.Tensor:
+        if index not in self._frames:
+            raise MagbenchError(f"causvid: pixel frame {index} is no longer held (the ring keeps {self.keep})")
+        return self._frames[index]
+
+
+@register_method("causvid")
+class CausVid(_WanMethod):
+    """CausVid (tianweiy/CausVid, Wan2.1 autoregressive checkpoint; ``generator`` weights).
+
+    Sampler as ``configs/wan_causal_dmd.yaml``: 3 steps at the raw timesteps [1000, 757, 522],
+    flow-matching shift 8 (its wrapper's scheduler), sigma of the nearest grid point. KV policy as
+    ``minimal_inference/longvideo_autoregressive_inference.py``: rollouts of 21 latent frames with
+    no eviction inside a rollout; a new rollout restarts positions at 0 from 3 carried latents,
+    the first of which is replaced by the VAE encoding of its last decoded pixel frame alone
+    (``video[-9]``). Parity: ``tests/test_wan_parity_causvid.py``.
+
+    Context (baselines.md 5.2, "faithful" variant, the default): the first rollout starts from
+    the context's last ``context_frames`` = 3 latents as ``start_latents``, the first replaced by
+    the encoding of its last pixel frame (a ground-truth frame here, where CausVid's script uses
+    its own decoded frame), exactly as the script carries 3 latents between rollouts. The other
+    variant, "max-context", is ``context_frames=18``: the most ``start_latents`` a 21-frame
+    rollout can take while leaving room for a block.
+
+    Options: ``rollout_frames`` (21), ``carry_frames`` (3), ``context_frames`` (3 or 18),
+    ``reencode_anchor`` (True; False carries the latents as they are).
+    """
+
+    description = (
+        "CausVid causal Wan2.1 1.3B: 3 raw steps (1000/757/522, shift 8); 21-frame rollouts, "
+        "each restarted at position 0 from 3 carried latents; context: its last 3 latents."
+    )
+    needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, CAUSVID))
+    defaults = {"rollout_frames": 21, "carry_frames": 3, "context_frames": 3, "reencode_anchor": True}
+
+    def _load_generator(self):
+        from magbench.baselines.wan.checkpoint import load_wan
+
+        if self.opts["random_weights"]:
+            return self._random_model(int(self.opts["weights_seed"])), None
+        path = self.opts["checkpoint_path"] or self.opts["generator_path"]
+        path = Path(path).expanduser() if path else CAUSVID.require() / "autoregressive_checkpoint" / "model.pt"
+        return load_wan(path, base=self._model_config(), ema=False), None
+
+    def _make_memory(self, num_layers: int):
+        from magbench.baselines.wan.memory import RolloutMemory
+
+        return RolloutMemory(
+            num_layers, BLOCK_FRAMES, rollout_frames=int(self.opts["rollout_frames"]),
+            carry_frames=int(self.opts["carry_frames"]), context_frames=int(self.opts["context_frames"]),
+        )
+
+    def _make_sampler(self, generator, memory, memory_model=None):
+        """CausVid's sampler (3 raw steps) driving the rollouts; builders of the transformer alone
+        (benchmarks) get it too. The anchor re-encoding needs the VAE: without one (a transformer
+        built on its own) the carried latents are used as they are."""
+        from magbench.baselines.wan.sampler import CAUSVID_SCHEDULE, RolloutSampler
+
+        reencode = bool(self.opts["reencode_anchor"]) and getattr(self, "vae", None) is not None
+        return RolloutSampler(
+            generator, memory, schedule=CAUSVID_SCHEDULE, block_frames=BLOCK_FRAMES,
+            anchor=self._anchor if reencode else None, cuda_graphs=bool(self.opts["cuda_graphs"]),
+        )
+
+    def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        super().load(device, dtype)
+        self.sampler = self._make_sampler(self.generator, self.memory)
+
+    def _anchor(self, latent_index: int) -> torch.Tensor:
+        """The VAE encoding of latent ``latent_index``'s last pixel frame alone (pixel 4l)."""
+        frame = self._pixels.get(PIXELS_PER_LATENT * latent_index)
+        return self.vae.encode(frame[None]).to(self.device, self.dtype)
+
+    def reset(self, sample: SampleInfo) -> None:
+        super().reset(sample)
+        carried = max(int(self.opts["carry_frames"]), int(self.opts["context_frames"]))
+        self._pixels = _PixelRing(PIXELS_PER_LATENT * (carried + BLOCK_FRAMES) + 1)
+        self._last_span = (0, 0)  # pixel index and length of the block generate() last yielded
+
+    @torch.no_grad()
+    def memorize(self, frames: torch.Tensor) -> None:
+        self._pixels.push(frames.to(self.device))
+        super().memorize(frames)
+
+    @torch.no_grad()
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        for pixels in super().generate(num_frames):
+            self._last_span = (self._pixels.count, pixels.shape[0])
+            self._pixels.push(pixels.to(self.device))
+            yield pixels
+
+    if "remember_ground_truth" in _WanMethod.__dict__:  # the Wan methods' --memory-source ground-truth
+
+        def remember_ground_truth(self, frames: torch.Tensor) -> None:
+            # The next rollout re-encodes a frame of what the memory was written from.
+            self._pixels.push(frames.to(self.device), start=self._last_span[0])
+            super().remember_ground_truth(frames)
