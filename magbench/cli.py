@@ -78,6 +78,7 @@ def run(
     metric_opt: List[str] = typer.Option([], "--metric-opt", help="Metric option METRIC.KEY=VALUE (repeatable)."),
     switch_fraction: float = typer.Option(0.75, "--switch-fraction", help="Protocol: fraction of the duration before the switch (official 0.75)."),
     memory_source: str = typer.Option("generated", "--memory-source", help="Protocol: the method's memory of generated spans is written from its own output (generated, the paper's history context) or from the ground truth (ground-truth, the paper's GT context)."),
+    fps_policy: str = typer.Option("strict", "--fps-policy", help="Protocol: a csv: dataset's video whose frame rate is not 16 (or whose frame count disagrees with its CSV duration) fails its sample (strict), is resampled to 16 fps (resample) or is used as it is (accept); always flagged in its record. The official MAG-Bench is split as the reference does."),
     no_correspondences: bool = typer.Option(False, "--no-correspondences", help="Ignore dataset correspondences."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed samples again when resuming."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress (a bar on a terminal, else a line per sample)."),
@@ -117,7 +118,7 @@ def run(
         seed=seed,
         save_videos=save_videos,
         keep_frames=keep_frames,
-        protocol=ReplayProtocol(switch_fraction=switch_fraction, use_correspondences=not no_correspondences, memory_source=memory_source),
+        protocol=ReplayProtocol(switch_fraction=switch_fraction, use_correspondences=not no_correspondences, memory_source=memory_source, fps_policy=fps_policy),
         retry_failed=retry_failed,
     )
 
@@ -289,14 +290,13 @@ def download(
     list_: bool = typer.Option(False, "--list", help="Only list what is needed and whether it is present."),
 ) -> None:
     """Fetch datasets, method weights and metric weights (one command for all three)."""
-    from magbench.download import artifacts_for, fetch, status_table
+    from magbench.download import artifacts_for, fetch_all, status_table
 
     arts = artifacts_for(datasets=dataset, methods=method, metrics=metrics)
     if list_ or not (dataset or method or metrics):
         console.print(status_table(arts if (dataset or method or metrics) else None))
         return
-    for art in arts:
-        fetch(art, console)
+    fetch_all(arts, console)  # tries every artefact, then names all that failed
 
 
 @data_app.command("download")
@@ -327,25 +327,36 @@ def data_synth(
 
 
 @data_app.command("info")
-def data_info(spec: str = typer.Argument("synthetic", help="Dataset spec, e.g. synthetic, csv:PATH.")) -> None:
+def data_info(
+    spec: str = typer.Argument("synthetic", help="Dataset spec, e.g. synthetic, csv:PATH."),
+    fps_policy: str = typer.Option("strict", "--fps-policy", help="As for `magbench run`: strict | resample | accept."),
+) -> None:
     """Show a dataset's samples and their protocol split."""
+    from rich.markup import escape
+
     from magbench.data import load_dataset
-    from magbench.data.video_io import read_video
     from magbench.errors import SampleError
     from magbench.protocol import ReplayProtocol
 
     ds = load_dataset(spec)
-    proto = ReplayProtocol()
+    proto = ReplayProtocol(fps_policy=fps_policy)
     table = Table(title=f"{ds.id} ({len(ds)} samples) at {ds.root}")
-    for col in ("sample", "duration s", "frames", "context", "target", "note"):
+    for col in ("sample", "duration s", "fps", "frames", "context", "target", "note"):
         table.add_column(col)
     for s in ds.samples:
+        check: dict = {}
         try:
-            n = read_video(s.video_path).shape[0]
+            # The same check and --fps-policy as `magbench run` (see the README's replay protocol).
+            n = s.load_frames_checked(proto, check).shape[0]
             sp = proto.split(n, s.duration_sec, name=str(s.video_path))
-            table.add_row(s.sample_id, f"{s.duration_sec:g}", str(n), str(sp.num_context), str(sp.num_target), "")
+            cells, note = [str(n), str(sp.num_context), str(sp.num_target)], ""
+            vc = check["video_check"]
+            if vc["flags"]:
+                note = f"[yellow]{vc['action']}: {escape('; '.join(vc['problems']))}[/]"
         except SampleError as exc:
-            table.add_row(s.sample_id, f"{s.duration_sec:g}", "", "", "", f"[red]{exc}[/]")
+            cells, note = ["", "", ""], f"[red]{escape(str(exc))}[/]"
+        fps = (check.get("video_check") or {}).get("container_fps")
+        table.add_row(s.sample_id, f"{s.duration_sec:g}", f"{fps:g}" if fps else "?", *cells, note)
     console.print(table)
 
 

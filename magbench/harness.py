@@ -32,6 +32,7 @@ import torch
 import magbench
 from magbench.data import Dataset, VideoSample, load_dataset
 from magbench.data.video_io import resize_frames, to_float_frames, to_uint8_frames, write_video
+from magbench.determinism import configure as configure_determinism
 from magbench.environment import git_commit, hardware, package_versions
 from magbench.errors import MagbenchError, MissingWeightsError, SampleError
 from magbench.instrument import Clock, StageHook, allocated_bytes, run_method
@@ -201,6 +202,7 @@ class Harness:
             )
         if self.method.needs.gpu and not self.device.startswith("cuda"):
             log.warning("method %r is meant for a GPU; on %s it will be slow", config.method, self.device)
+        configure_determinism()  # no timing-based cuDNN choice, no TF32 (magbench/determinism.py)
         # Random-weight backbones (tests, benchmarks) must be the same in every process.
         torch.manual_seed(config.seed)
         try:
@@ -346,7 +348,7 @@ class Harness:
 
     def _inputs(self, sample: VideoSample):
         """A sample's frames split by the protocol, at the method's resolution, and its info."""
-        return self._split(sample, sample.load_frames())
+        return self._split(sample, sample.load_frames_checked(self.config.protocol))
 
     def _split(self, sample: VideoSample, frames: np.ndarray):
         split = self.config.protocol.split(frames.shape[0], sample.duration_sec, name=str(sample.video_path))
@@ -401,7 +403,7 @@ class Harness:
         stage = "load"
         try:
             t0 = time.perf_counter()
-            frames = sample.load_frames()
+            frames = sample.load_frames_checked(self.config.protocol, record)  # 16 fps check, --fps-policy
             stage = "split"
             split, info, context, target = self._split(sample, frames)
             record.update(

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from magbench.download import missing_weights_message
 from magbench.errors import MissingWeightsError
 from magbench.registry import METRICS
 
@@ -38,7 +39,7 @@ def missing_metric_weights(names: list[str], options: dict[str, dict[str, Any]])
             continue
         missing = [w for w in METRICS.get(n).weights if not w.is_present()]
         if missing:
-            out[n] = f"weights {', '.join(w.name for w in missing)} missing: run `magbench download --metrics`"
+            out[n] = missing_weights_message(missing)  # the command and the local-copy variables
     return out
 
 
@@ -157,7 +158,7 @@ def rescore_run(
                         without.append(rec["sample_id"])
                         continue
                     generated = to_float_frames(load_frames(rd.path, rec["frames"]))
-                    frames = sample.load_frames()
+                    frames = sample.load_frames_checked(protocol)  # as the run split it (--fps-policy)
                     split = protocol.split(frames.shape[0], sample.duration_sec, name=str(sample.video_path))
                     video = resize_frames(to_float_frames(frames[: split.kept]), tuple(resolution) if resolution else None)
                     new = score(

@@ -12,7 +12,7 @@ Layout of a run folder::
                                (what `magbench score` scores again); off with --no-keep-frames
     RUN/fatal.json             why the run stopped, if it did: {error, error_type, traceback, at}
     RUN/videos/ID.mp4          generated target segment, with --save-videos
-    RUN/.run.lock              held by the invocation that launched the run (runners/locking.py)
+    RUN/.run.lock              held by the invocation that launched the run (magbench/locking.py)
     RUN/.samples*.jsonl.lock   held by the process appending to that record file
     RUN/shards.json            the shard plan of a sharded run (runners/sharding.py)
     RUN/slurm/                 submitit logs of a SLURM launch

@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Leaderboard over runs: mean and 95% bootstrap CI per metric, efficiency, one row per method config."""
         from rich.console import Console
+        from rich.markup import escape
 
         from magbench.reports.leaderboard import build, rich_table, write_leaderboard
 
@@ -32,7 +33,7 @@ def register(app: typer.Typer) -> None:
         console, err = Console(), Console(stderr=True)
         _print_problems(err, lb.problems)
         for note in lb.notes:
-            err.print(f"[yellow]note:[/] {note}", highlight=False)
+            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         console.print(rich_table(lb.frame, metrics=metric or None))
         if out is not None:
             write_leaderboard(lb.frame, out)
@@ -62,6 +63,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Paired comparison of two runs on their shared samples, with bootstrap CIs and verdicts."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         from magbench.reports import fmt
@@ -76,6 +78,8 @@ def register(app: typer.Typer) -> None:
         for d in c.diffs:
             table.add_row(d.key, str(d.n), fmt.num(d.mean_a), fmt.num(d.mean_b), fmt.ci(d.diff, d.ci_low, d.ci_high))
         console.print(table)
+        for note in c.notes:
+            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         # Verdicts as plain lines: they are sentences, and a table column would wrap them.
         for d in c.diffs:
             style = {"B": "green", "A": "red"}.get(d.better or "", "dim")

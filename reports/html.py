@@ -118,8 +118,14 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
     info = lb.key_info
     dataset, protocol = rows[0].group.comparison
     for r in rows:
-        if r.values["n_failed"]:
-            warnings.append(f"{r.label} on {dataset}: {int(r.values['n_failed'])} sample(s) failed and are not in its means.")
+        if r.values["status"] != "ok":  # failed samples, or a run that failed or stopped: with the cause
+            ranked = ("not ranked" if r.values["status"] in ("failed", "empty")
+                      else f"every row here is ranked on the {int(r.values['n_common'])} samples all ranked rows finished")
+            warnings.append(f"{r.label} on {dataset} ({r.values['status']}): {r.values['cause']}; {ranked}.")
+        if r.values.get("n_video_flags"):  # the protocol's 16 fps check (records' video_check)
+            warnings.append(f"{r.label} on {dataset}: {int(r.values['n_video_flags'])} sample(s) whose video is not at "
+                            "the protocol's 16 fps (container frame rate, or frame count against the CSV duration); "
+                            "each record's video_check says what was found and done.")
     return {
         "anchor": f"cmp{n}",
         "dataset": dataset,
@@ -229,7 +235,7 @@ def _tables(rows: list[_Row], keys: list[str], primary: str | None, info: dict[s
     ident = [
         _head("#", "rank by the primary metric", "asc"),
         _head("method", "method and its options", "asc"),
-        _head("samples", "scored samples (failed ones in red)", "desc"),
+        _head("samples", "samples every ranked row finished: the means are over these (this row's failures in red)", "desc"),
     ]
     quality = list(ident)
     for k in keys:
@@ -250,8 +256,8 @@ def _tables(rows: list[_Row], keys: list[str], primary: str | None, info: dict[s
         v = r.values
         cells = [
             _cell(str(rank), rank),
-            _cell(v["method"], r.label.lower(), method=True, config=None if v["method_config"] == "default" else v["method_config"]),
-            _cell(str(int(v["n_samples"])), int(v["n_samples"]), failed=int(v["n_failed"])),
+            _cell(v["method"], r.label.lower(), method=True, config=_config_note(v)),
+            _cell(str(int(v["n_common"])), int(v["n_common"]), failed=int(v["n_failed"])),
         ]
         q = list(cells)
         for k in keys:
@@ -271,6 +277,14 @@ def _tables(rows: list[_Row], keys: list[str], primary: str | None, info: dict[s
         {"id": "efficiency", "title": "Efficiency", "columns": efficiency, "rows": e_rows,
          "hint": "Speed and memory, from the same runs. Block latencies are pooled over every block of every sample."},
     ]
+
+
+def _config_note(v: dict[str, Any]) -> str | None:
+    """Under the method name: its options, and for a run that cannot be ranked, why."""
+    config = None if v["method_config"] == "default" else v["method_config"]
+    if v.get("status") in ("failed", "empty"):
+        config = (f"{config} · " if config else "") + f"not ranked ({v['status']}): {v['cause']}"
+    return config
 
 
 def _cell(text: str, sort: Any, method: bool = False, config: str | None = None, failed: int = 0,

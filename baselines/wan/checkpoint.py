@@ -66,7 +66,7 @@ WAN_BASE = register_artifact(
         files=("config.json", WEIGHTS_NAME),
         required=("config.json", WEIGHTS_NAME),
         env_var="MAGBENCH_WAN_BASE",
-        download_command="huggingface-cli download Wan-AI/Wan2.1-T2V-1.3B config.json diffusion_pytorch_model.safetensors",
+        download_command="hf download Wan-AI/Wan2.1-T2V-1.3B config.json diffusion_pytorch_model.safetensors",
         description="Wan2.1-T2V-1.3B base transformer (original Wan naming)",
     )
 )
