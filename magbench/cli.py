@@ -191,22 +191,24 @@ def download(
     method: List[str] = typer.Option([], "--method", help="Method whose weights to fetch (mag, self-forcing, full-history)."),
     metrics: bool = typer.Option(False, "--metrics", help="Weights of every metric backbone (AlexNet for LPIPS, DINO, CLIP)."),
     list_: bool = typer.Option(False, "--list", help="Only list what is needed and whether it is present."),
+    revision: List[str] = typer.Option([], "--revision", help="Pin a hub revision (branch, tag or commit) on this machine: REV when the selection is one hub repository, else ARTEFACT=REV (repeatable)."),
 ) -> None:
     """Fetch datasets, method weights and metric weights (one command for all three)."""
-    from magbench.download import artifacts_for, fetch, status_table
+    from magbench.download import artifacts_for, fetch, parse_revisions, status_table
 
     arts = artifacts_for(datasets=dataset, methods=method, metrics=metrics)
     if list_ or not (dataset or method or metrics):
         console.print(status_table(arts if (dataset or method or metrics) else None))
         return
+    pins = parse_revisions(revision, arts)
     for art in arts:
-        fetch(art, console)
+        fetch(art, console, pins.get(art.name))
 
 
 @data_app.command("download")
 def data_download(name: str = typer.Argument("magbench")) -> None:
     """Same as `magbench download --dataset NAME`."""
-    download(dataset=[name], method=[], metrics=False, list_=False)
+    download(dataset=[name], method=[], metrics=False, list_=False, revision=[])
 
 
 @data_app.command("synth")

@@ -31,6 +31,7 @@ from magbench.data import Dataset, VideoSample, load_dataset
 from magbench.data.video_io import resize_frames, to_float_frames, to_uint8_frames, write_video
 from magbench.environment import git_commit, hardware, package_versions
 from magbench.errors import MagbenchError, MissingWeightsError, SampleError
+from magbench.hub import ARTIFACTS, resolved_commits
 from magbench.method import Method, SampleInfo
 from magbench.protocol import ReplayProtocol
 from magbench.registry import METHODS, METRICS
@@ -221,6 +222,9 @@ class Harness:
                 "config": self.method.config(),
             },
             "dataset": self.dataset.describe(),
+            # The hub commit each artefact's local copy resolved to (method weights, dataset).
+            "artifacts": resolved_commits([*(() if self.config.method_options.get("random_weights") else cls.needs.weights),
+                                           None if self.dataset.revision == "local" else ARTIFACTS.get(self.dataset.id)]),
             "protocol": self.config.protocol.to_dict(),
             "metrics": [m.name for m in self.metrics],
             "skipped_metrics": self.skipped_metrics,
