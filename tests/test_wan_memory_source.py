@@ -139,6 +139,10 @@ def test_generated_blocks_are_not_committed_in_ground_truth_mode(tmp_path):
     assert len(commits) == 2  # the context's blocks only: the block's own latents are not written
     with pytest.raises(MagbenchError, match="remember_ground_truth"):
         next(gen)  # resumed without the block's ground truth
+    m.reset(_sample("generated"))
+    m.memorize(_frames(N_CTX, 0))
+    with pytest.raises(MagbenchError, match="this sample's is generated"):
+        m.remember_ground_truth(_frames(12, 1))
 
 
 def test_a_final_partial_block_is_accepted(tmp_path):

@@ -253,6 +253,8 @@ class _WanMethod(Method):
         encoder is causal). A final span shorter than a block (a target that is not whole blocks)
         leaves its last latents uncommitted: no block follows that would read them.
         """
+        if not self._from_ground_truth:
+            raise MagbenchError(f"{self.name}: remember_ground_truth() belongs to --memory-source ground-truth; this sample's is generated")
         t0 = time.perf_counter()
         lat = self._enc.push(frames)
         if lat is not None:
