@@ -288,21 +288,24 @@ def download(
     method: List[str] = typer.Option([], "--method", help="Method whose weights to fetch (mag, self-forcing, full-history)."),
     metrics: bool = typer.Option(False, "--metrics", help="Weights of every metric backbone (AlexNet for LPIPS, DINO, CLIP)."),
     list_: bool = typer.Option(False, "--list", help="Only list what is needed and whether it is present."),
+    revision: List[str] = typer.Option([], "--revision", help="Pin a hub revision (branch, tag or commit) on this machine: REV when the selection is one hub repository, else ARTEFACT=REV (repeatable)."),
 ) -> None:
     """Fetch datasets, method weights and metric weights (one command for all three)."""
-    from magbench.download import artifacts_for, fetch_all, status_table
+    from magbench.download import artifacts_for, fetch, fetch_all, parse_revisions, status_table
 
     arts = artifacts_for(datasets=dataset, methods=method, metrics=metrics)
     if list_ or not (dataset or method or metrics):
         console.print(status_table(arts if (dataset or method or metrics) else None))
         return
-    fetch_all(arts, console)  # tries every artefact, then names all that failed
+    pins = parse_revisions(revision, arts)
+    # Tries every artefact, then names all that failed.
+    fetch_all(arts, console, lambda art, con: fetch(art, con, pins.get(art.name)))
 
 
 @data_app.command("download")
 def data_download(name: str = typer.Argument("magbench")) -> None:
     """Same as `magbench download --dataset NAME`."""
-    download(dataset=[name], method=[], metrics=False, list_=False)
+    download(dataset=[name], method=[], metrics=False, list_=False, revision=[])
 
 
 @data_app.command("synth")

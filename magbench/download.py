@@ -57,18 +57,52 @@ def status_table(arts: list[HubArtifact] | None) -> Table:
     for col in ("name", "source", "revision", "present", "fetch with", "local copy"):
         table.add_column(col)
     for a in arts:
-        table.add_row(a.name, a.repo_id, a.revision, "yes" if a.is_present() else "[yellow]no[/]", a.download_command,
+        table.add_row(a.name, a.repo_id, a.effective_revision, "yes" if a.is_present() else "[yellow]no[/]", a.download_command,
                       f"{a.env_var}=DIR" if a.env_var else "")
     return table
 
 
-def fetch(art: HubArtifact, console: Console) -> None:
-    if art.is_present():
-        console.print(f"{art.name}: already present at {art.local_path()}", highlight=False)
-        return
-    console.print(f"{art.name}: downloading {art.repo_id}@{art.revision} ...", highlight=False)
-    path = art.download()
-    console.print(f"{art.name}: ready at {path}", highlight=False)
+def parse_revisions(specs: Iterable[str], arts: list[HubArtifact]) -> dict[str, str]:
+    """``--revision`` values: ``REV`` (every selected artefact, all from one hub repository) or
+    ``ARTEFACT=REV``; returns {artefact name: revision}."""
+    out: dict[str, str] = {}
+    names = {a.name: a for a in arts}
+    for spec in specs:
+        name, sep, rev = spec.rpartition("=")
+        if sep:
+            if name not in names:
+                raise MagbenchError(f"--revision {spec}: {name!r} is not among the artefacts selected ({', '.join(names) or 'none'})")
+            out[name] = rev
+            continue
+        repos = sorted({a.repo_id for a in arts if a.fetch is None})
+        if len(repos) != 1:
+            raise MagbenchError(
+                f"--revision {spec}: the selection spans {len(repos)} hub repositories ({', '.join(repos)}); "
+                f"name one: --revision ARTEFACT={spec} with ARTEFACT one of {', '.join(names)}"
+            )
+        out.update({a.name: rev for a in arts if a.fetch is None})
+    return out
+
+
+def fetch(art: HubArtifact, console: Console, revision: str | None = None) -> None:
+    """Download ``art`` unless present; ``revision`` pins it on this machine first (kept only if
+    the download succeeds)."""
+    from magbench.hub import pin_revision, pinned_revisions
+
+    before = pinned_revisions().get(art.name)
+    if revision is not None:
+        pin_revision(art, revision)
+    try:
+        if art.is_present():
+            console.print(f"{art.name}: already present at {art.local_path()} (commit {art.resolved_commit() or 'unknown'})", highlight=False)
+            return
+        console.print(f"{art.name}: downloading {art.repo_id}@{art.effective_revision} ...", highlight=False)
+        path = art.download()
+    except BaseException:
+        if revision is not None:
+            pin_revision(art, before)
+        raise
+    console.print(f"{art.name}: ready at {path} (commit {art.resolved_commit() or 'unknown'})", highlight=False)
 
 
 def fetch_all(
@@ -113,8 +147,8 @@ def hf_download_command(art: HubArtifact, local_dir: str | None = None) -> str |
             parts += ["--include", pattern]
     if art.repo_type != "model":
         parts += ["--repo-type", art.repo_type]
-    if art.revision != "main":
-        parts += ["--revision", art.revision]
+    if art.effective_revision != "main":
+        parts += ["--revision", art.effective_revision]
     if local_dir:
         parts += ["--local-dir", local_dir]
     return shlex.join(parts)

@@ -35,6 +35,7 @@ from magbench.data.video_io import resize_frames, to_float_frames, to_uint8_fram
 from magbench.determinism import configure as configure_determinism
 from magbench.environment import git_commit, hardware, package_versions
 from magbench.errors import MagbenchError, MissingWeightsError, SampleError
+from magbench.hub import ARTIFACTS, resolved_commits
 from magbench.instrument import Clock, StageHook, allocated_bytes, run_method
 from magbench.locking import record_lock
 from magbench.method import Method, SampleInfo
@@ -254,6 +255,9 @@ class Harness:
             },
             "dataset": self.dataset.describe(),
             "dataset_spec": self.config.dataset,  # what `magbench score` loads the ground truth from
+            # The hub commit each artefact's local copy resolved to (method weights, dataset).
+            "artifacts": resolved_commits([*(() if self.config.method_options.get("random_weights") else cls.needs.weights),
+                                           None if self.dataset.revision == "local" else ARTIFACTS.get(self.dataset.id)]),
             "protocol": self.config.protocol.to_dict(),
             "metrics": [m.name for m in self.metrics],
             "skipped_metrics": self.skipped_metrics,

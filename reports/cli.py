@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table as CSV here (e.g. leaderboard.csv)."),
         primary: Optional[str] = typer.Option(None, "--primary", help="Metric to rank by (default bestmatch_lpips, else lpips, else the first)."),
         metric: List[str] = typer.Option([], "--metric", "-m", help="Metric columns to show in the terminal (repeatable; the CSV has all)."),
+        with_paper: bool = typer.Option(False, "--with-paper", help="Also show the MAG paper's published MAG-Bench table beside the measured rows (and, with --out X.csv, write it to X.paper.csv); never mixed into the leaderboard."),
     ) -> None:
         """Leaderboard over runs: mean and 95% bootstrap CI per metric, efficiency, one row per method config."""
         from rich.console import Console
@@ -38,6 +39,14 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             write_leaderboard(lb.frame, out)
             err.print(f"wrote {out}", highlight=False)
+        if with_paper:
+            from magbench.reports.paper import rich_table as paper_table, side_by_side
+
+            table = side_by_side(lb)
+            console.print(paper_table(table))
+            if out is not None:
+                write_leaderboard(table, out.with_suffix(".paper.csv"))
+                err.print(f"wrote {out.with_suffix('.paper.csv')}", highlight=False)
 
     @app.command("report")
     def report_cmd(

@@ -26,6 +26,7 @@ from markupsafe import Markup
 import magbench
 from magbench.reports import fmt, plots
 from magbench.reports.leaderboard import Group, Leaderboard, build
+from magbench.reports.paper import html_context as paper_section
 from magbench.reports.previews import PreviewError, load_preview, png_uri, side_by_side_gif_uri
 from magbench.reports.runs import Run, higher_is_better
 from magbench.reports.stats import N_RESAMPLES, SEED
@@ -53,7 +54,8 @@ def report(
     return out
 
 
-def render(lb: Leaderboard, title: str = "MAG-Bench report", max_samples: int = MAX_SAMPLES) -> str:
+def render(lb: Leaderboard, title: str = "MAG-Bench report", max_samples: int = MAX_SAMPLES, paper: bool = True) -> str:
+    """``paper``: add the MAG paper's published table beside the measured rows (reports/paper.py)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,  # every {{ }} is escaped; only our own CSS/JS is marked safe
@@ -87,6 +89,7 @@ def render(lb: Leaderboard, title: str = "MAG-Bench report", max_samples: int = 
         warnings=warnings,
         sections=sections,
         manifests=[_manifest(r) for r in lb.runs],
+        paper=paper_section(lb) if paper else None,
         css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
         js=Markup((TEMPLATES / "report.js").read_text(encoding="utf-8")),
     )

@@ -6,6 +6,7 @@ frames) and differ in what the KV memory keeps:
 * ``mag``: MAG's generator + memory model; compressed memory of ``slots`` (21) frames, one per
   block, plus a ``sink_frames`` (2) sink (Xilluill/MAG ``configs/magbench_inference.yaml``:
   ``local_attn_size: 21``, ``sink_size: 2``, ``cache_mode: block_compress``);
+  ``memory_model=False`` is the paper's ablation: the generator writes that memory itself;
 * ``self-forcing``: the Self-Forcing DMD generator (EMA weights, as its README's ``--use_ema``)
   with its reference cache of 21 frames including the current block, no sink, rolled past 21
   frames by the reference code's own ``local_attn_size`` (see :class:`SelfForcing`);
@@ -30,6 +31,9 @@ as a stream and fed block by block through the clean cache-update pass (as MAG's
 ``inference_w_initial_video``); the VAE decoder runs over them too, so that its causal cache is in
 the state a whole-video decode would have, and each generated block then decodes to exactly 12
 pixel frames (4 per latent frame; only the video's very first latent frame gives 1).
+
+With ``--memory-source ground-truth`` a generated block is not committed: the harness hands over
+its ground-truth frames and :meth:`_WanMethod.remember_ground_truth` commits their latents.
 """
 
 from __future__ import annotations
@@ -177,6 +181,13 @@ class _WanMethod(Method):
         self._dec = self.vae.decoder_stream()
         self._pending: torch.Tensor | None = None  # context latents not yet a whole block
         self._timing = {}
+        # --memory-source ground-truth: generated blocks are not committed; remember_ground_truth
+        # commits the ground truth's latents of the same span instead.
+        self._from_ground_truth = sample.memory_source == "ground-truth"
+        self._uncommitted = 0  # generated blocks whose ground truth has not been committed yet
+        self._gt_pending: torch.Tensor | None = None  # ground-truth latents not yet a whole block
+        self._gt_memory_s = 0.0
+        self._gt_frames = 0
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -207,8 +218,17 @@ class _WanMethod(Method):
             )
         produced, decode_s, transformer_s = 0, 0.0, 0.0
         while produced < num_frames:
+            if self._uncommitted:
+                raise MagbenchError(
+                    f"{self.name}: with --memory-source ground-truth, remember_ground_truth() must get the frames "
+                    "of each block before the next one is generated"
+                )
             t0 = time.perf_counter()
-            latents = self.sampler.next_block()
+            if self._from_ground_truth:
+                latents = self.sampler.next_block(commit=False)
+                self._uncommitted += 1
+            else:
+                latents = self.sampler.next_block()
             self._sync()
             t1 = time.perf_counter()
             pixels = self._dec.push(latents)
@@ -217,9 +237,44 @@ class _WanMethod(Method):
             transformer_s += t1 - t0
             decode_s += t2 - t1
             self._timing = {"decode_s": decode_s, "transformer_s": transformer_s}
+            if self._from_ground_truth:
+                self._timing["ground_truth_memory_s"] = self._gt_memory_s
             take = min(pixels.shape[0], num_frames - produced)
             produced += take
             yield pixels[:take].to(self.dtype if self.dtype.is_floating_point else torch.float32)
+
+    @torch.no_grad()
+    def remember_ground_truth(self, frames: torch.Tensor) -> None:
+        """Write the memory of the block just generated from its ground-truth frames.
+
+        As the reference's ``gt_latent`` branch (Xilluill/MAG ``inference_w_initial_video`` and
+        ``..._only_generator``): the cache-update pass (t = 0; MAG's memory model with the empty
+        prompt, or the generator with the caption) runs on the ground truth's latents of the
+        block's span instead of on the generated ones; the decoder still decodes the generated
+        latents. The reference VAE-encodes context and target in one call and splits the latents;
+        the streaming encoder, continuing from the context, gives the same latents (the Wan VAE
+        encoder is causal). A final span shorter than a block (a target that is not whole blocks)
+        leaves its last latents uncommitted: no block follows that would read them.
+        """
+        if not self._from_ground_truth:
+            raise MagbenchError(f"{self.name}: remember_ground_truth() belongs to --memory-source ground-truth; this sample's is generated")
+        t0 = time.perf_counter()
+        lat = self._enc.push(frames)
+        if lat is not None:
+            lat = lat.to(self.device, self.dtype)
+            self._gt_pending = lat if self._gt_pending is None else torch.cat([self._gt_pending, lat], dim=1)
+            while self._gt_pending.shape[1] >= BLOCK_FRAMES:
+                if not self._uncommitted:
+                    raise MagbenchError(f"{self.name}: remember_ground_truth() got frames beyond the blocks generated so far")
+                self.sampler.commit(self._gt_pending[:, :BLOCK_FRAMES])
+                self._gt_pending = self._gt_pending[:, BLOCK_FRAMES:]
+                self._uncommitted -= 1
+        self._gt_frames += frames.shape[0]
+        if self.sample is not None and self._gt_frames >= self.sample.num_target:
+            self._uncommitted = 0  # the target's end: a partial last block is never read
+        self._sync()
+        self._gt_memory_s += time.perf_counter() - t0
+        self._timing["ground_truth_memory_s"] = self._gt_memory_s
 
     def memory_bytes(self) -> int:
         return int(self.memory.memory_bytes()) if hasattr(self, "memory") else 0
@@ -310,19 +365,35 @@ class MagMethod(_WanMethod):
 
     description = "MAG (Memorize-and-Generate): compressed KV memory, 21 slots + 2-frame sink."
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, MAG))
-    defaults = {"slots": 21, "sink_frames": 2}
+    # memory_model=False is the paper's ablation (the reference's
+    # inference_w_initial_video_only_generator, used without --use_memory_model): the generator
+    # itself, with the caption, runs the context and cache-update passes into the same compressed
+    # memory; the memory model is not loaded.
+    defaults = {"slots": 21, "sink_frames": 2, "memory_model": True}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if not isinstance(self.opts["memory_model"], bool):
+            raise MagbenchError(f"mag: memory_model={self.opts['memory_model']!r} must be true or false")
 
     def _load_generator(self):
         from magbench.baselines.wan.checkpoint import load_wan, resolve_mag_folders
 
+        use_memory_model = self.opts["memory_model"]
         if self.opts["random_weights"]:
             seed = int(self.opts["weights_seed"])
-            return self._random_model(seed), self._random_model(seed + 1)
+            return self._random_model(seed), (self._random_model(seed + 1) if use_memory_model else None)
         gen, mem = self.opts["generator_path"], self.opts["memory_path"]
-        root = Path(".") if (gen and mem) else MAG.require()
-        g, m = resolve_mag_folders(root, gen, mem)
+        root = Path(".") if (gen and (mem or not use_memory_model)) else MAG.require()
+        g, m = resolve_mag_folders(root, gen, mem, need_memory=use_memory_model)
         base = self._model_config()
-        return load_wan(g, base=base), load_wan(m, base=base)
+        return load_wan(g, base=base), (load_wan(m, base=base) if use_memory_model else None)
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        # Which network writes the memory, and with which prompt: the ablation's whole difference.
+        cfg["cache_writer"] = "memory model, empty prompt" if self.opts["memory_model"] else "generator, generation prompt"
+        return cfg
 
     def _make_memory(self, num_layers: int):
         from magbench.baselines.wan.memory import CompressedMemory

@@ -216,9 +216,16 @@ class BlockSampler:
         return x0
 
     @torch.no_grad()
-    def next_block(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def next_block(self, noise: torch.Tensor | None = None, commit: bool = True) -> torch.Tensor:
+        """Denoise the next block; with ``commit`` (the default) write it to the memory too.
+
+        ``commit=False`` leaves the memory to the caller, who must :meth:`commit` a block of clean
+        latents for the same span before the next block (the ground-truth memory source: the
+        reference's ``gt_latent`` branch runs the cache-update pass on the ground truth's latents).
+        """
         x0 = self.denoise(noise)
-        self.commit(x0)
+        if commit:
+            self.commit(x0)
         return x0
 
 
