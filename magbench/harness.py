@@ -189,7 +189,7 @@ class Harness:
         self.method = create_method(config.method, **config.method_options)
         self.metric_names, self._default_metrics = select_metrics(config.metrics)
         # Check weights before anything heavy: an offline user hears at once what is missing.
-        missing = self.method.needs.missing_weights() if not self.method.options.get("random_weights") else []
+        missing = self.method.missing_weights()
         if missing:
             raise MissingWeightsError(
                 f"method {config.method!r} needs {', '.join(f'{w.name} ({w.repo_id})' for w in missing)}: "

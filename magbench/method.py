@@ -148,6 +148,15 @@ class Method(ABC):
         """Bytes held by the method's memory of the video so far (its KV cache, say)."""
         return 0
 
+    def weights_needed(self) -> list[HubArtifact]:
+        """The declared downloads this instance will read: none with ``random_weights``; a method
+        whose options point at local copies (``checkpoint_path=``, say) leaves those out."""
+        return [] if self.options.get("random_weights") else list(self.needs.weights)
+
+    def missing_weights(self) -> list[HubArtifact]:
+        """The weights :meth:`weights_needed` that are not on this machine (checked before any work)."""
+        return [w for w in self.weights_needed() if not w.is_present()]
+
     def remember_ground_truth(self, frames: torch.Tensor) -> None:
         """Optional: the ``--memory-source ground-truth`` setting (the paper's "GT context").
 

@@ -254,3 +254,17 @@ def test_prompt_embeddings_are_cached_on_disk(tmp_path):
     again._encode = lambda prompts: pytest.fail(f"re-encoded {prompts}")  # must come from disk
     torch.testing.assert_close(again.embed("a red car"), a)  # whitespace-normalised key
     assert not torch.equal(enc.embed("a blue car"), a)
+
+
+def test_local_checkpoint_options_replace_the_downloads_they_stand_for():
+    """The weights check before a run: local paths given as options are not asked to be downloaded;
+    the ablation needs no memory-model path."""
+    from magbench.baselines.wan.checkpoint import MAG, SELF_FORCING, WAN_DIFFUSERS
+    from magbench.baselines.wan.methods import MagMethod, SelfForcing
+
+    assert MagMethod(generator_path="g").weights_needed() == [WAN_DIFFUSERS, MAG]
+    assert MagMethod(generator_path="g", memory_path="m").weights_needed() == [WAN_DIFFUSERS]
+    assert MagMethod(generator_path="g", memory_model=False).weights_needed() == [WAN_DIFFUSERS]
+    assert SelfForcing(checkpoint_path="c.pt", vae_path="v").weights_needed() == []
+    assert SelfForcing().weights_needed() == [WAN_DIFFUSERS, SELF_FORCING]
+    assert SelfForcing(random_weights=True).weights_needed() == []

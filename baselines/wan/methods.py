@@ -120,6 +120,22 @@ class _WanMethod(Method):
             model.fuse_qkv()
         return model
 
+    def _uses_memory_model(self) -> bool:
+        """Whether a second network (MAG's memory model) is loaded beside the generator."""
+        return False
+
+    def weights_needed(self) -> list:
+        """Local copies given as options replace the downloads: ``vae_path`` the Wan base,
+        ``checkpoint_path`` or ``generator_path`` (plus ``memory_path`` where a memory model is
+        loaded) the method's own checkpoint."""
+        local_ckpt = bool(self.opts["checkpoint_path"]) or (
+            bool(self.opts["generator_path"]) and (bool(self.opts["memory_path"]) or not self._uses_memory_model())
+        )
+        return [
+            art for art in super().weights_needed()
+            if not (art is WAN_DIFFUSERS and self.opts["vae_path"]) and not (art is not WAN_DIFFUSERS and local_ckpt)
+        ]
+
     def _make_sampler(self, generator, memory, memory_model=None):
         """The block sampler (Self-Forcing's 4 warped steps); CausVid overrides it."""
         from magbench.baselines.wan.sampler import BlockSampler
@@ -131,14 +147,8 @@ class _WanMethod(Method):
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         super().load(device, dtype)
         random = bool(self.opts["random_weights"])
-        if not random:
-            # Before anything heavy: a missing download is a one-line error naming the fix.
-            for art in self.needs.weights:
-                if art is WAN_DIFFUSERS and self.opts["vae_path"]:
-                    continue
-                if art is not WAN_DIFFUSERS and (self.opts["checkpoint_path"] or (self.opts["generator_path"] and self.opts["memory_path"])):
-                    continue
-                art.require()
+        for art in self.weights_needed():  # before anything heavy: a one-line error naming the fix
+            art.require()
         from magbench.baselines.wan.build import build_transformer
         from magbench.baselines.wan.text import PromptEncoder
         from magbench.baselines.wan.vae import WanVAE, tiny_vae_config, wan_vae_config
@@ -375,6 +385,9 @@ class MagMethod(_WanMethod):
         super().__init__(**options)
         if not isinstance(self.opts["memory_model"], bool):
             raise MagbenchError(f"mag: memory_model={self.opts['memory_model']!r} must be true or false")
+
+    def _uses_memory_model(self) -> bool:
+        return bool(self.opts["memory_model"])
 
     def _load_generator(self):
         from magbench.baselines.wan.checkpoint import load_wan, resolve_mag_folders
