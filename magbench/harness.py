@@ -211,6 +211,7 @@ class Harness:
             "method": {
                 "name": self.config.method,
                 "kind": cls.kind,
+                "bounds": dict(cls.bounds),
                 "description": cls.description,
                 "config": self.method.config(),
             },
@@ -290,6 +291,7 @@ class Harness:
             video = resize_frames(to_float_frames(frames), self.method.resolution)
             context, target = video[: split.switch], video[split.switch :]
             seed = sample_seed(self.config.seed, sample.sample_id)
+            ann = sample.annotations()
             info = SampleInfo(
                 sample_id=sample.sample_id,
                 prompt=sample.caption,
@@ -299,15 +301,15 @@ class Harness:
                 fps=float(self.config.protocol.fps),
                 num_context=split.num_context,
                 num_target=split.num_target,
+                annotations=ann if self.method.needs.annotations else None,
             )
             record.update(
                 seed=seed, num_context=split.num_context, num_target=split.num_target,
                 switch_frame=split.switch, height=info.height, width=info.width, fps=info.fps,
             )
-            ann = sample.annotations()
             stage = "generate"
             generated, timing, memory = self._generate(info, context, target)
-            record.update(timing=timing, memory=memory)
+            record.update(timing=timing, memory=memory, method_extras=dict(self.method.sample_extras()))
             stage = "score"
             self._score(record, context, target, generated, split.switch, ann)
             stage = "save"

@@ -51,11 +51,14 @@ class MethodNeeds:
 
     ``ground_truth``: the method reads the target frames (the oracle); the harness hands them over
     through :meth:`Method.reveal` and reports mark such a method as a ceiling, never a contender.
+    ``annotations``: the method reads the dataset's per-video annotations (poses, turnaround;
+    :attr:`SampleInfo.annotations`), which describe the target's camera path: sanity methods only.
     """
 
     gpu: bool = False
     weights: tuple[HubArtifact, ...] = ()
     ground_truth: bool = False
+    annotations: bool = False
 
     def missing_weights(self) -> list[HubArtifact]:
         return [w for w in self.weights if not w.is_present()]
@@ -73,6 +76,9 @@ class SampleInfo:
     fps: float
     num_context: int
     num_target: int
+    # The dataset's annotations of this video (frame indices count from its first frame), given
+    # only to methods whose ``needs.annotations`` is set; None otherwise or when there are none.
+    annotations: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +89,8 @@ class Method(ABC):
 
     Class attributes describe the method: ``name`` (set by the registry), a one-line
     ``description``, ``needs``, ``resolution`` ((H, W) it generates at, or None to take the
-    dataset's frames as they are), and ``kind`` ("method", "floor" or "ceiling" for sanity methods).
+    dataset's frames as they are), ``kind`` ("method", "floor" or "ceiling" for sanity methods)
+    and ``bounds`` (the metric keys of which a sanity method is the floor or ceiling).
     Keyword arguments of ``__init__`` are the method's options; they are recorded in the run
     manifest through :meth:`config`, so keep them JSON-serialisable.
     """
@@ -93,6 +100,9 @@ class Method(ABC):
     needs: ClassVar[MethodNeeds] = MethodNeeds()
     resolution: ClassVar[tuple[int, int] | None] = None
     kind: ClassVar[str] = "method"
+    # For sanity methods: metric keys (fnmatch patterns) of which it is the "floor" or "ceiling";
+    # reports label it so only there.
+    bounds: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = dict(options)
@@ -131,6 +141,11 @@ class Method(ABC):
 
     def timings(self) -> dict[str, float]:
         """Optional extra timings for the last ``generate`` (seconds), e.g. {"decode_s": 1.2}."""
+        return {}
+
+    def sample_extras(self) -> dict[str, Any]:
+        """Optional facts about the last sample worth keeping in its record (JSON values), e.g.
+        where a replay mirrored the context; stored under the record's ``method_extras``."""
         return {}
 
     def config(self) -> dict[str, Any]:
