@@ -56,31 +56,42 @@ def _blocks(frames_at: "callable", num_frames: int, block: int) -> Iterator[torc
         yield frames_at(start, min(block, num_frames - start))
 
 
-def mirror_axis(features: torch.Tensor, min_pairs: int | None = None) -> tuple[int, float, float]:
+def mirror_axis(features: torch.Tensor, min_pairs: int | None = None, shift: int = 4) -> tuple[int, float]:
     """The axis ``a`` about which a sequence best mirrors itself: frame ``a - t`` looks like frame
     ``t`` (a palindromic clip of T frames has ``a = T - 1``; the turnaround frame is ``a / 2``).
 
-    ``features`` is N x D (one row per frame). For each axis with at least ``min_pairs`` (default
-    N // 8, at least 2) pairs ``(t, a - t)`` inside the sequence, the mean squared distance of its
-    pairs is its error: the self-similarity of the sequence against its reverse, shifted. Returns
-    (best axis, its error, the median error over axes); ties go to the smaller axis. A static
-    stretch of at least ``2 * min_pairs`` frames mirrors itself too: the caller compares the error
-    with the median to decide whether the axis is real.
+    ``features`` is N x D (one row per frame); d(t, u) is the mean squared difference of rows t
+    and u. For each axis with at least ``min_pairs`` (default N // 8, at least 2) pairs
+    ``(t, u = a - t)``, t < u, inside the sequence, each pair compares the self-similarity of the
+    sequence against its reverse, d(t, u), with the partner moved ``shift`` frames either way:
+    ``min(1, d(t, u) / min(d(t, u + shift), d(t, u - shift)))`` (of the moved partners inside the
+    sequence; 1 where they match too, or none is inside). The axis scores the mean over its pairs. A real
+    turnaround, where the mirrored frame matches and its moved neighbours do not, scores near 0;
+    a stretch that does not move, which mirrors itself about any axis, scores 1. Returns (the axis
+    of the lowest score, that score; ties: the smaller axis).
     """
     x = features.detach().flatten(1).double().cpu()
     n = x.shape[0]
     min_pairs = max(2, n // 8) if min_pairs is None else min_pairs
     sq = x.square().sum(1)
     dist = (sq[:, None] + sq[None, :] - 2.0 * x @ x.T).clamp_min(0.0) / max(1, x.shape[1])
-    errors: dict[int, float] = {}
+    ratios: dict[int, float] = {}
     for a in range(1, 2 * n - 2):
         t = torch.arange(max(0, a - (n - 1)), (a - 1) // 2 + 1)  # pairs t < a - t, both in range
-        if t.numel() >= min_pairs:
-            errors[a] = float(dist[t, a - t].mean())
-    if not errors:
+        if t.numel() < min_pairs:
+            continue
+        u = a - t
+        inf = torch.full_like(dist[t, u], float("inf"))
+        above = torch.where(u + shift < n, dist[t, (u + shift).clamp(max=n - 1)], inf)
+        below = torch.where(u - shift >= 0, dist[t, (u - shift).clamp(min=0)], inf)
+        ref = torch.minimum(above, below)
+        informative = (ref > 1e-12) & torch.isfinite(ref)
+        per_pair = torch.where(informative, dist[t, u] / ref.clamp_min(1e-12), torch.ones_like(ref))
+        ratios[a] = float(per_pair.clamp(max=1.0).mean())
+    if not ratios:
         raise ValueError(f"{n} frames are too few to find a mirror axis with {min_pairs} pairs")
-    best = min(errors, key=lambda a: (errors[a], a))
-    return best, errors[best], float(torch.tensor(list(errors.values())).median())
+    best = min(ratios, key=lambda a: (ratios[a], a))
+    return best, ratios[best]
 
 
 def _thumbnails(frames: torch.Tensor, size: int = 32) -> torch.Tensor:
@@ -133,8 +144,8 @@ class ReplayContext(_ContextMethod):
     ``mirror=auto``): the dataset's annotation (``turnaround_frame``, else the symmetry of the
     ``poses``), the frames themselves (:func:`mirror_axis` on the context: a palindromic clip,
     as MAG-Bench's clip-plus-reverse videos are, mirrors itself about its middle; accepted when
-    its error is under ``detect_ratio`` times the median over axes), and else the switch (the
-    last context frame first, the camera turning where the context ends). ``mirror=annotation|
+    the ratio :func:`mirror_axis` returns is at most ``detect_ratio``), and else the switch (the
+    camera turning on the last context frame, so the first target frame shows the one before). ``mirror=annotation|
     frames|switch`` forces one. Which one was used and where it mirrored is in the record's
     ``method_extras``.
     """
@@ -167,18 +178,23 @@ class ReplayContext(_ContextMethod):
                 return 2 * int(ann["turnaround_frame"]), {"mirror_source": "annotation:turnaround_frame"}
             poses = ann.get("poses")
             if poses is not None and len(poses) >= ctx.shape[0]:
-                axis, err, _ = mirror_axis(torch.as_tensor(poses[: ctx.shape[0]], dtype=torch.float64))
-                if err < 1e-12:
+                axis, ratio = mirror_axis(torch.as_tensor(poses[: ctx.shape[0]], dtype=torch.float64))
+                if ratio < 1e-9:  # poses are exact: a turnaround mirrors them exactly
                     return axis, {"mirror_source": "annotation:poses"}
             if mode == "annotation":
                 raise RuntimeError(f"{self.name}: mirror=annotation but the sample has no turnaround annotation")
         if mode in ("auto", "frames") and ctx.shape[0] >= 4:
-            axis, err, median = mirror_axis(_thumbnails(ctx))
-            note = {"mirror_error": err, "mirror_error_median": median}
-            if mode == "frames" or err <= float(self._opt("detect_ratio")) * median:
+            axis, ratio = mirror_axis(_thumbnails(ctx))
+            note = {"mirror_ratio": ratio}
+            if mode == "frames" or ratio <= float(self._opt("detect_ratio")):
                 return axis, {"mirror_source": "frames", **note}
-            return 2 * ctx.shape[0] - 1, {"mirror_source": "switch", **note}
-        return 2 * ctx.shape[0] - 1, {"mirror_source": "switch"}
+            return self._switch_axis(ctx), {"mirror_source": "switch", **note}
+        return self._switch_axis(ctx), {"mirror_source": "switch"}
+
+    @staticmethod
+    def _switch_axis(ctx: torch.Tensor) -> int:
+        # The camera turns on the last context frame: the first target frame shows the one before.
+        return 2 * (ctx.shape[0] - 1)
 
     def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
         ctx = self._context()

@@ -42,8 +42,16 @@ def _run(method, frames: torch.Tensor, annotations=None) -> torch.Tensor:
 
 def test_mirror_axis_of_a_palindrome_by_hand():
     x = torch.tensor([[0.0], [1.0], [3.0], [6.0], [3.0], [1.0], [0.0], [5.0]])
-    axis, err, median = mirror_axis(x, min_pairs=2)
-    assert axis == 6 and err == 0.0 and median > 1.0  # frame t mirrors frame 6 - t
+    assert mirror_axis(x, min_pairs=2, shift=1) == (6, 0.0)  # frame t mirrors frame 6 - t
+
+
+def test_a_static_stretch_is_not_taken_for_a_turnaround():
+    # 10 still frames, then a steady move: every axis inside the still part mirrors it exactly
+    x = torch.cat([torch.zeros(10, 1), torch.arange(1, 11, dtype=torch.float64)[:, None]])
+    axis, ratio = mirror_axis(x, min_pairs=3, shift=2)
+    assert ratio > 0.25
+    still = torch.zeros(12, 1)
+    assert mirror_axis(still)[1] == 1.0
 
 
 def test_replay_mirrors_a_palindromic_clip_at_its_turnaround_found_from_the_frames(palindrome):
@@ -63,7 +71,7 @@ def test_mirroring_at_the_switch_walks_away_again_on_a_palindrome(palindrome):
     target = frames[SWITCH:KEPT]
     at_switch = ReplayContext(mirror="switch")
     out = _run(at_switch, frames)
-    assert at_switch.sample_extras() == {"mirror_source": "switch", "turnaround_frame": SWITCH - 0.5}
+    assert at_switch.sample_extras() == {"mirror_source": "switch", "turnaround_frame": SWITCH - 1.0}
     assert psnr_frames(out, target).mean() < psnr_frames(_run(RepeatLast(), frames), target).mean()
 
 
