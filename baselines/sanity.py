@@ -45,6 +45,9 @@ class _ContextMethod(Method):
     def memory_bytes(self) -> int:
         return sum(f.numel() * f.element_size() for f in self._frames)
 
+    def remember_ground_truth(self, frames: torch.Tensor) -> None:
+        """Both memory sources are the same here: the memory is the context, never the output."""
+
     def _context(self) -> torch.Tensor:
         if not self._frames:
             raise RuntimeError(f"{self.name}: generate() called before memorize()")
@@ -246,6 +249,9 @@ class Oracle(Method):
 
     def reveal(self, target: torch.Tensor) -> None:
         self._target = target.to(self.device, self.dtype)
+
+    def remember_ground_truth(self, frames: torch.Tensor) -> None:
+        """Nothing to remember: the oracle already holds the whole target."""
 
     def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
         if self._target is None or self._target.shape[0] < num_frames:

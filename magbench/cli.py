@@ -39,6 +39,7 @@ def run(
     opt: List[str] = typer.Option([], "--opt", help="Method option KEY=VALUE (repeatable)."),
     metric_opt: List[str] = typer.Option([], "--metric-opt", help="Metric option METRIC.KEY=VALUE (repeatable)."),
     switch_fraction: float = typer.Option(0.75, "--switch-fraction", help="Protocol: fraction of the duration before the switch (official 0.75)."),
+    memory_source: str = typer.Option("generated", "--memory-source", help="Protocol: the method's memory of generated spans is written from its own output (generated, the paper's history context) or from the ground truth (ground-truth, the paper's GT context)."),
     no_correspondences: bool = typer.Option(False, "--no-correspondences", help="Ignore dataset correspondences."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed samples again when resuming."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -81,7 +82,7 @@ def run(
         dtype=dtype,
         seed=seed,
         save_videos=save_videos,
-        protocol=ReplayProtocol(switch_fraction=switch_fraction, use_correspondences=not no_correspondences),
+        protocol=ReplayProtocol(switch_fraction=switch_fraction, use_correspondences=not no_correspondences, memory_source=memory_source),
         retry_failed=retry_failed,
     )
     from magbench.runners.launch import LaunchOptions, launch

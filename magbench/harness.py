@@ -175,6 +175,12 @@ class Harness:
                 f"method {config.method!r} needs {', '.join(f'{w.name} ({w.repo_id})' for w in missing)}: "
                 f"run `magbench download --method {config.method}`"
             )
+        source = config.protocol.memory_source
+        if not type(self.method).supports_memory_source(source):
+            raise MagbenchError(
+                f"method {config.method!r} does not support --memory-source {source} "
+                "(it does not implement Method.remember_ground_truth); use --memory-source generated"
+            )
         if self.method.needs.gpu and not self.device.startswith("cuda"):
             log.warning("method %r is meant for a GPU; on %s it will be slow", config.method, self.device)
         # Random-weight backbones (tests, benchmarks) must be the same in every process.
@@ -301,9 +307,11 @@ class Harness:
                 fps=float(self.config.protocol.fps),
                 num_context=split.num_context,
                 num_target=split.num_target,
+                memory_source=self.config.protocol.memory_source,
                 annotations=ann if self.method.needs.annotations else None,
             )
             record.update(
+                memory_source=info.memory_source,
                 seed=seed, num_context=split.num_context, num_target=split.num_target,
                 switch_frame=split.switch, height=info.height, width=info.width, fps=info.fps,
             )
@@ -352,15 +360,20 @@ class Harness:
         produced = 0
         gen_start = time.perf_counter()
         last = gen_start
+        from_ground_truth = info.memory_source == "ground-truth"
         for block in method.generate(info.num_target):
-            _sync(device)
-            now = time.perf_counter()
-            block_s.append(now - last)
             if block.ndim != 4 or block.shape[1:] != target.shape[1:]:
                 raise MagbenchError(
                     f"method {self.config.method!r} yielded a block of shape {tuple(block.shape)}; "
                     f"expected k x {' x '.join(map(str, target.shape[1:]))}"
                 )
+            if from_ground_truth:
+                # Part of the block's time: writing the memory is the method's work either way.
+                span = target[produced : produced + block.shape[0]]
+                method.remember_ground_truth(span.to(device))
+            _sync(device)
+            now = time.perf_counter()
+            block_s.append(now - last)
             produced += block.shape[0]
             blocks.append(block.detach().float().cpu())
             frames_per_block.append(produced)

@@ -76,6 +76,7 @@ class SampleInfo:
     fps: float
     num_context: int
     num_target: int
+    memory_source: str = "generated"  # see Method.remember_ground_truth
     # The dataset's annotations of this video (frame indices count from its first frame), given
     # only to methods whose ``needs.annotations`` is set; None otherwise or when there are none.
     annotations: dict[str, Any] | None = None
@@ -134,6 +135,23 @@ class Method(ABC):
     def memory_bytes(self) -> int:
         """Bytes held by the method's memory of the video so far (its KV cache, say)."""
         return 0
+
+    def remember_ground_truth(self, frames: torch.Tensor) -> None:
+        """Optional: the ``--memory-source ground-truth`` setting (the paper's "GT context").
+
+        When the sample's ``memory_source`` is "ground-truth", after each block that
+        :meth:`generate` yields and before the generator is resumed, the harness calls this with
+        the ground-truth frames of exactly that span (k x 3 x H x W, [0, 1], on the method's
+        device). Write the memory from them instead of from the block just generated. A method
+        that does not override this does not support the setting; such a run is refused.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def supports_memory_source(cls, source: str) -> bool:
+        if source == "generated":
+            return True
+        return source == "ground-truth" and cls.remember_ground_truth is not Method.remember_ground_truth
 
     def reveal(self, target: torch.Tensor) -> None:
         """Only for methods whose ``needs.ground_truth`` is set: the frames to reproduce."""

@@ -17,11 +17,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from magbench.errors import SampleError
+from magbench.errors import MagbenchError, SampleError
 
 FPS = 16
 BLOCK_PIXEL_FRAMES = 12  # 3 latent frames x 4 (Wan VAE temporal stride)
 BLOCK_OFFSET = 3  # the VAE's first latent frame covers 1 pixel frame, not 4
+MEMORY_SOURCES = ("generated", "ground-truth")
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,21 @@ class ReplayProtocol:
     switch_fraction: float = 0.75
     fps: int = FPS
     use_correspondences: bool = True
+    # Where the method's memory of generated spans comes from: "generated" (its own output, the
+    # paper's "history context") or "ground-truth" (the reference's --use_gt, "GT context").
+    memory_source: str = "generated"
+
+    def __post_init__(self) -> None:
+        if self.memory_source not in MEMORY_SOURCES:
+            raise MagbenchError(f"--memory-source {self.memory_source}: choose one of {', '.join(MEMORY_SOURCES)}")
 
     @property
     def id(self) -> str:
         """A short identifier: runs with different ids are never averaged together."""
         frac = "" if self.switch_fraction == 0.75 else f"-f{self.switch_fraction:g}"
         fps = "" if self.fps == FPS else f"-{self.fps}fps"
-        return f"magbench-replay-v1{frac}{fps}"
+        gt = "" if self.memory_source == "generated" else "-gtmem"
+        return f"magbench-replay-v1{frac}{fps}{gt}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **asdict(self)}
