@@ -53,7 +53,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 
