@@ -34,6 +34,7 @@ class _ContextMethod(Method):
     """Keeps the context frames it was shown (on its device)."""
 
     needs = MethodNeeds(gpu=False)
+    defaults = {"block": BLOCK}  # frames per yielded block
 
     def reset(self, sample: SampleInfo) -> None:
         super().reset(sample)
@@ -167,7 +168,7 @@ class ReplayContext(_ContextMethod):
             raise ValueError(f"mirror must be one of {', '.join(MIRRORS)}, not {self._opt('mirror')!r}")
 
     def _opt(self, key: str) -> Any:
-        return self.options.get(key, self.defaults[key])
+        return self.options[key]
 
     def reset(self, sample: SampleInfo) -> None:
         super().reset(sample)
@@ -239,6 +240,8 @@ class Oracle(Method):
     # consistency scores (a still video beats it) nor of coverage (repeated target frames).
     bounds: ClassVar[dict[str, str]] = {k: "ceiling" for k in ("psnr", "ssim", "lpips", "bestmatch_lpips",
                                                                 "bestmatch_psnr", "bestmatch_ssim", "bestmatch_ordered_*")}
+
+    defaults = {"block": BLOCK}
 
     def reset(self, sample: SampleInfo) -> None:
         super().reset(sample)

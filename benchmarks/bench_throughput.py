@@ -19,8 +19,9 @@ synthetic leave-and-return set at the protocol's lengths, and splits each sample
 * ``metrics``: scoring (``--metrics``, LPIPS backbones with random weights);
 * ``other``: video decode and resize, previews, the record write.
 
-Each stage is timed with the device synchronised on both sides. The method loads once per
-``Harness.run`` (``load_s``, reported apart); a warm-up sample runs first and is not counted.
+Each stage is timed with the device synchronised on both sides, through the harness's stage hook
+(``Harness(config, stage_hook=...)``). The method loads once per ``Harness.run`` (``load_s``,
+reported apart); the harness's own one-block warm-up and ``--warmup`` samples are not counted.
 Methods other than the Wan ones get the stages the harness itself sees (``vae_encode`` and
 ``context_fill`` then read as one ``memorize``).
 
@@ -89,59 +90,45 @@ class StageClock:
         return timed
 
 
-def instrument(harness: Any, clock: StageClock, samples: list[dict[str, Any]]) -> dict[str, float]:
-    """Wrap the harness's and the method's calls with stage timers (on the instances only)."""
-    method = harness.method
-    loads: dict[str, float] = {}
+def instrument(clock: StageClock, samples: list[dict[str, Any]], loads: dict[str, float]):
+    """The harness's stage hook and per-record callback that fill ``samples`` and ``loads``.
 
-    load = method.load
-    def timed_load(*a: Any, **k: Any) -> Any:  # noqa: E306
-        clock.sync()
-        t0 = time.perf_counter()
-        out = load(*a, **k)
-        clock.sync()
-        loads["load_s"] = loads.get("load_s", 0.0) + time.perf_counter() - t0
-        return out
+    The harness reports its own stages (``load``, ``reset``, ``memorize``, ``score``, ``sample``)
+    through the hook; inside the Wan methods, the streaming VAE's pushes are wrapped after each
+    ``reset`` (they are the method's internals, which the harness cannot see)."""
+    harness_box: dict[str, Any] = {}
 
-    method.load = timed_load
-    reset = method.reset
-
-    def timed_reset(*a: Any, **k: Any) -> Any:
-        out = clock.wrap("text", reset)(*a, **k)
-        # The Wan methods encode the context through a streaming VAE encoder built in reset.
-        enc = getattr(method, "_enc", None)
-        if enc is not None and hasattr(enc, "push"):
-            enc.push = clock.wrap("vae_encode", enc.push)
-        dec = getattr(method, "_dec", None)
-        if dec is not None and hasattr(dec, "push"):
-            push, primed = dec.push, clock.wrap("context_decode", dec.push)
-            # Only the pushes made while memorising are the context's; generation's are in decode_s.
-            dec.push = lambda *a, **k: primed(*a, **k) if clock.phase == "memorize" else push(*a, **k)
-        return out
-
-    method.reset = timed_reset
-    memorize = clock.wrap("memorize", method.memorize)
-
-    def timed_memorize(*a: Any, **k: Any) -> Any:
-        clock.phase = "memorize"
-        try:
-            return memorize(*a, **k)
-        finally:
-            clock.phase = ""
-
-    method.memorize = timed_memorize
-    harness._score = clock.wrap("metrics", harness._score)
-    run_sample = harness.run_sample
-
-    def timed_sample(sample: Any) -> dict[str, Any]:
-        clock.current = {}
-        t0 = time.perf_counter()
-        record = run_sample(sample)
-        clock.sync()
-        wall = time.perf_counter() - t0
+    def hook(stage: str, seconds: float) -> None:
         c = clock.current
+        if stage == "load":
+            loads["load_s"] = loads.get("load_s", 0.0) + seconds
+        elif stage == "input":  # a sample's first stage: its frames are read
+            clock.current = {}
+        elif stage == "reset":
+            c["text"] = c.get("text", 0.0) + seconds
+            clock.phase = "memorize"  # reset has returned; memorize runs until its own report
+            method = harness_box["harness"].method
+            enc = getattr(method, "_enc", None)
+            if enc is not None and hasattr(enc, "push"):
+                enc.push = clock.wrap("vae_encode", enc.push)
+            dec = getattr(method, "_dec", None)
+            if dec is not None and hasattr(dec, "push"):
+                push, primed = dec.push, clock.wrap("context_decode", dec.push)
+                # Only the pushes made while memorising are the context's; generation's are in decode_s.
+                dec.push = lambda *a, **k: primed(*a, **k) if clock.phase == "memorize" else push(*a, **k)
+        elif stage == "memorize":
+            c["memorize"] = c.get("memorize", 0.0) + seconds
+            clock.phase = ""
+        elif stage == "score":
+            c["metrics"] = c.get("metrics", 0.0) + seconds
+        elif stage == "sample":
+            c["wall"] = seconds
+
+    def on_sample(record: dict[str, Any]) -> None:
+        c = clock.current
+        method = harness_box["harness"].method
         extra = method.timings() if record.get("status") == "ok" else {}
-        gen = float(record.get("timing", {}).get("generate_s") or 0.0)
+        gen = float((record.get("timing") or {}).get("generate_s") or 0.0)
         decode = float(extra.get("decode_s", 0.0))
         stages = {
             "text": c.get("text", 0.0),
@@ -152,22 +139,22 @@ def instrument(harness: Any, clock: StageClock, samples: list[dict[str, Any]]) -
             "decode": decode,
             "metrics": c.get("metrics", 0.0),
         }
+        wall = c.get("wall", 0.0)
         stages["other"] = max(0.0, wall - sum(stages.values()))
         samples.append({
-            "sample_id": sample.sample_id, "status": record.get("status"), "error": record.get("error"),
+            "sample_id": record["sample_id"], "status": record.get("status"), "error": record.get("error"),
             "wall_s": wall, "stages_s": stages, "frames_generated": record.get("num_target"),
-            "context_frames": record.get("num_context"), "peak_device_bytes": record.get("memory", {}).get("peak_device_bytes"),
+            "context_frames": record.get("num_context"), "peak_device_bytes": (record.get("memory") or {}).get("peak_device_bytes"),
         })
-        return record
 
-    harness.run_sample = timed_sample
-    return loads
+    return hook, on_sample, harness_box
 
 
 def main() -> None:
     args = parse()
     from magbench.data.synthetic import SynthConfig, generate
-    from magbench.harness import Harness, RunConfig, parse_options
+    from magbench.cli import parse_options
+    from magbench.harness import Harness, RunConfig
     from magbench.store import RunDir
 
     opts = parse_options(args.opt) if args.opt else {}
@@ -193,22 +180,23 @@ def main() -> None:
             metric_options=metric_options, device=device, dtype=args.dtype,
         )
         t_build = time.perf_counter()
-        harness = Harness(config)  # metric models load here, once
-        build_s = phases["harness_build_s"] = time.perf_counter() - t_build
-        clock = StageClock(harness.device)
+        clock = StageClock(config.resolved_device())
         per_sample: list[dict[str, Any]] = []
-        loads = instrument(harness, clock, per_sample)
+        loads: dict[str, float] = {}
+        hook, on_sample, box = instrument(clock, per_sample, loads)
+        harness = box["harness"] = Harness(config, stage_hook=hook)  # metric models load here, once
+        build_s = phases["harness_build_s"] = time.perf_counter() - t_build
         samples = harness.dataset.samples
         t_warm = time.perf_counter()
         if args.warmup:
-            harness.run(samples=samples[: args.warmup], progress=False)
+            harness.run(samples=samples[: args.warmup], progress=False, on_sample=on_sample)
         phases["warmup_s"] = time.perf_counter() - t_warm
         warm_load = loads.pop("load_s", 0.0)
         del per_sample[:]
         # A fresh run folder: the timed samples must not be skipped as finished.
         harness.run_dir = RunDir(tmp_path / "timed")
         t0 = time.perf_counter()
-        harness.run(samples=samples[args.warmup :], progress=False)
+        harness.run(samples=samples[args.warmup :], progress=False, on_sample=on_sample)
         run_s = phases["timed_run_s"] = time.perf_counter() - t0
     phases["total_s"] = time.perf_counter() - t_start
     ok = [s for s in per_sample if s["status"] == "ok"]

@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_wan  # noqa: E402,F401  (puts the checkout's packages on the path like the other benchmarks)
-from magbench.baselines.wan.vae import WanVAE, tiny_vae_config, wan_vae_config  # noqa: E402
+from magbench.baselines.wan.vae import WanVAE, tiny_vae_config, wan_vae_config
 
 
 def sync(device: torch.device) -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmarks in one call (the device machine has no network: wheels travel in .whl/).
-# Usage: bash benchmarks/gpu_suite.sh PART  (PART: kernels | e2e | cli | fused | graphs | vae | defaults | final).
+# Usage: bash benchmarks/gpu_suite.sh PART  (PART: speed | kernels | e2e | cli | fused | graphs | vae | defaults | final | gpus2).
+# magbench must be installed (pip install --no-deps -e .): the scripts import it.
 # Results go to $OUT.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
@@ -12,6 +13,14 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 case "${1:-kernels}" in
+  speed)
+    # Issue 14: flash-attn-4 against SDPA at the real shapes (asserts), the profile of one block per
+    # backend, and the A/B of the two backends in one run, memory full, decode included.
+    timeout 170 python3 benchmarks/check_flash.py --out "$OUT/check_flash.json" 2>&1 | grep -v Warn | tail -14
+    timeout 170 python3 benchmarks/profile_wan.py --policies mag --attention sdpa,flash --out "$OUT/profile_mag.json" 2>&1 | grep -v Warn | tail -32
+    timeout 330 python3 benchmarks/bench_wan.py --settings mag:66,self-forcing:66,full-history:120 --attention sdpa,flash \
+      --warmup 2 --blocks 4 --out "$OUT/wan_flash_ab.json" 2>&1 | tail -9
+    ;;
   fused)
     # A/B of the fused elementwise groups, same machine, same call.
     timeout 110 python3 benchmarks/check_fused.py 2>&1 | grep -v Warn | tail -3
@@ -76,6 +85,37 @@ for d in ("/tmp/r1", "/tmp/r3"):
     for r in RunDir(d).records():
         t, m = r.get("timing", {}), r.get("memory", {})
         print(d, r["sample_id"], r["status"], r.get("error"), "fps", t.get("fps"), "first_block_s", t.get("first_block_s"), "peak_vram", m.get("peak_device_bytes"), "kv_end", m.get("kv_bytes_end"))
+PY
+    ;;
+  gpus2)
+    # Two GPUs through torchrun against one GPU (needs a 2-GPU machine), each run with a fresh
+    # Inductor cache: per-sample records within GPU_RTOL (magbench/determinism.py); then both with
+    # Inductor's deterministic mode, which should make them equal if its autotuning is the source.
+    cd /tmp
+    export MAGBENCH_CACHE=/tmp/mbcache
+    M=${METHOD:-mag}
+    A="--method $M --opt random_weights=true --limit ${LIMIT:-4} --metrics psnr,ssim -q"
+    for v in g1 g2 g1d g2d; do
+      G=""; case $v in g2*) G="--gpus 2";; esac
+      D=0; case $v in *d) D=1;; esac
+      TORCHINDUCTOR_CACHE_DIR=/tmp/ind_$v TORCHINDUCTOR_DETERMINISTIC=$D timeout 240 python3 -m magbench run $A --out /tmp/$v $G 2>&1 | tail -2
+    done
+    python3 - <<'PY' 2>&1 | tee "$OUT/two_gpus_${M}.txt"
+from magbench.determinism import GPU_RTOL, record_differences
+from magbench.store import RunDir
+def recs(d):
+    return {r["sample_id"]: r for r in RunDir(d).records()}
+def rel(a, b):
+    keys = [k for k in a.get("metrics", {}) if isinstance(a["metrics"][k], float)]
+    return max([abs(a["metrics"][k] - b["metrics"][k]) / max(abs(a["metrics"][k]), 1e-12) for k in keys] or [0.0])
+for one, two in (("/tmp/g1", "/tmp/g2"), ("/tmp/g1d", "/tmp/g2d"), ("/tmp/g1", "/tmp/g1d")):
+    a, b = recs(one), recs(two)
+    print(f"{one} vs {two}: samples {len(a)} / {len(b)}")
+    for sid in sorted(a):
+        if sid in b:
+            d = record_differences(a[sid], b[sid], rtol=0.0, atol=0.0)
+            print(f"  {sid}: equal={not d} max_rel_metric_diff={rel(a[sid], b[sid]):.2e} "
+                  f"within_GPU_RTOL={not record_differences(a[sid], b[sid], rtol=GPU_RTOL)}")
 PY
     ;;
 esac

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+import contextlib
+import json
+from typing import Any, Iterable, List, Optional
 
 import typer
 from rich.console import Console
@@ -25,6 +27,41 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+EXIT_BAD_INPUT = 2  # a MagbenchError: bad option, unknown name, missing weights, busy folder
+EXIT_SAMPLES_FAILED = 3  # the run finished, but some samples failed (their records say why)
+EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted; re-run to finish (finished samples are saved)"
+
+
+def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` strings; values are JSON where they parse (numbers, booleans), else text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise MagbenchError(f"option {pair!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def parse_metric_options(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``METRIC.KEY=VALUE`` strings -> {metric: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, dot, rest = item.partition(".")
+        if not dot:
+            raise MagbenchError(f"--metric-opt {item!r}: expected METRIC.KEY=VALUE")
+        out.setdefault(name, {}).update(parse_options([rest]))
+    return out
+
+
+def _metric_list(metrics: str | None) -> list[str] | None:
+    return [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+
+
 @app.command()
 def run(
     method: str = typer.Option(..., "--method", "-m", help="Registered name (see `magbench methods`) or package.module:Class."),
@@ -36,13 +73,15 @@ def run(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: bfloat16 on CUDA, float32 on CPU)."),
     seed: int = typer.Option(0, "--seed", help="Base seed; each sample's seed derives from it and the sample id."),
     save_videos: bool = typer.Option(False, "--save-videos", help="Also write each generated target segment as mp4."),
+    keep_frames: bool = typer.Option(True, "--keep-frames/--no-keep-frames", help="Keep the generated frames (lossless, RUN/frames/) so `magbench score` can add metrics later."),
     opt: List[str] = typer.Option([], "--opt", help="Method option KEY=VALUE (repeatable)."),
     metric_opt: List[str] = typer.Option([], "--metric-opt", help="Metric option METRIC.KEY=VALUE (repeatable)."),
     switch_fraction: float = typer.Option(0.75, "--switch-fraction", help="Protocol: fraction of the duration before the switch (official 0.75)."),
     memory_source: str = typer.Option("generated", "--memory-source", help="Protocol: the method's memory of generated spans is written from its own output (generated, the paper's history context) or from the ground truth (ground-truth, the paper's GT context)."),
+    fps_policy: str = typer.Option("strict", "--fps-policy", help="Protocol: a csv: dataset's video whose frame rate is not 16 (or whose frame count disagrees with its CSV duration) fails its sample (strict), is resampled to 16 fps (resample) or is used as it is (accept); always flagged in its record. The official MAG-Bench is split as the reference does."),
     no_correspondences: bool = typer.Option(False, "--no-correspondences", help="Ignore dataset correspondences."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed samples again when resuming."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress (a bar on a terminal, else a line per sample)."),
     launcher: str = typer.Option("local", "--launcher", help="local (this process) | torchrun (N processes, one per GPU) | slurm (an array job through submitit).", rich_help_panel="Scale-out"),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="Start torchrun with N processes, one per GPU (implies --launcher torchrun).", rich_help_panel="Scale-out"),
     shards: Optional[int] = typer.Option(None, "--shards", help="Number of shards: torchrun processes, SLURM array tasks, or with --shard the split to take one shard of.", rich_help_panel="Scale-out"),
@@ -59,53 +98,106 @@ def run(
 ) -> None:
     """Run METHOD over a dataset and score it. Results go to a run folder; re-running resumes.
 
+    Exit status: 0 all samples ok; 3 some samples failed (see their records); 2 bad input.
     Scale out with --gpus N (torchrun, one process per GPU), under `torchrun -m magbench run ...`,
     or with --launcher slurm --shards N; `magbench status RUN` shows each shard's progress."""
-    from magbench.harness import Harness, RunConfig, parse_options
+    from magbench.harness import Harness, RunConfig
     from magbench.protocol import ReplayProtocol
+    from magbench.runners.launch import LaunchOptions
 
-    metric_options: dict[str, dict] = {}
-    for item in metric_opt:
-        name, dot, rest = item.partition(".")
-        if not dot:
-            raise MagbenchError(f"--metric-opt {item!r}: expected METRIC.KEY=VALUE")
-        metric_options.setdefault(name, {}).update(parse_options([rest]))
     config = RunConfig(
         method=method,
         dataset=dataset,
         out=out,
         method_options=parse_options(opt),
-        metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
-        metric_options=metric_options,
+        metrics=_metric_list(metrics),
+        metric_options=parse_metric_options(metric_opt),
         limit=limit,
         device=device,
         dtype=dtype,
         seed=seed,
         save_videos=save_videos,
-        protocol=ReplayProtocol(switch_fraction=switch_fraction, use_correspondences=not no_correspondences, memory_source=memory_source),
+        keep_frames=keep_frames,
+        protocol=ReplayProtocol(switch_fraction=switch_fraction, use_correspondences=not no_correspondences, memory_source=memory_source, fps_policy=fps_policy),
         retry_failed=retry_failed,
     )
-    from magbench.runners.launch import LaunchOptions, launch
 
     def warn_skipped(harness: Harness) -> None:
         for name, why in harness.skipped_metrics.items():
-            err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}")
+            err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}", highlight=False)
 
     options = LaunchOptions(
         launcher=launcher, shards=shards, gpus=gpus, shard=shard, partition=partition, time=time_limit,
-        gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task, mem_gb=mem_gb, slurm=slurm_opt,
+        gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task, mem_gb=mem_gb, slurm=parse_options(slurm_opt),
         submitit_cluster=submitit_cluster, dry_run=dry_run, wait=wait,
     )
-    result = launch(config, options, progress=not quiet, on_harness=warn_skipped)
-    if result.message:
-        console.print(result.message, markup=False, highlight=False, soft_wrap=True)
-    if result.summary is not None:
-        _print_summary(result.summary)
-        left = result.summary.total - result.summary.ok - result.summary.failed
+    with _interruptible():
+        _run(config, options, quiet, warn_skipped)
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Ctrl-C: one documented line and exit 130 (click would otherwise swallow the message)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(INTERRUPTED, highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _run(config, options, quiet: bool, warn_skipped) -> None:
+    from magbench.harness import Harness
+    from magbench.runners import distributed
+    from magbench.runners.launch import LaunchOptions, launch
+
+    if options == LaunchOptions() and distributed.detect() is None:
+        # The plain case: this process, the whole run.
+        from magbench.runners.local import run_whole
+
+        harness = Harness(config)
+        warn_skipped(harness)
+        summary, code, message = run_whole(harness, progress=not quiet), 0, None
+    else:  # scale-out options, or started by torchrun
+        result = launch(config, options, progress=not quiet, on_harness=warn_skipped)
+        summary, code, message = result.summary, result.exit_code, result.message
+    if message:
+        console.print(message, markup=False, highlight=False, soft_wrap=True)
+    if summary is not None:
+        _print_summary(summary)
+        left = summary.total - summary.ok - summary.failed
         if left > 0:
             err_console.print(f"[yellow]{left} samples unfinished[/] (a process died?): run the same command again to finish them")
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+        if summary.failed and not code:
+            code = EXIT_SAMPLES_FAILED
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def score(
+    run_dir: Path = typer.Argument(..., help="A run folder made by `magbench run` (with its kept frames)."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Metrics to add or recompute: comma-separated names, or 'all' (default: the default set)."),
+    metric_opt: List[str] = typer.Option([], "--metric-opt", help="Metric option METRIC.KEY=VALUE (repeatable)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+) -> None:
+    """Add or recompute metrics on a finished run from its kept frames, without regenerating.
+
+    E.g. a run made offline gains LPIPS once `magbench download --metrics` has fetched AlexNet.
+    Records are rewritten atomically; nothing else in them changes."""
+    import torch
+
+    from magbench.scoring import rescore_run
+
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    res = rescore_run(run_dir, _metric_list(metrics), parse_metric_options(metric_opt), dev)
+    for name, why in res.skipped_metrics.items():
+        err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}", highlight=False)
+    console.print(f"{res.run_dir}: scored {res.scored} samples with {', '.join(res.metrics) or 'no metric'}", highlight=False)
+    if res.without_frames:
+        err_console.print(
+            f"[yellow]{len(res.without_frames)} finished samples have no kept frames[/] (run with --no-keep-frames?): "
+            f"not scored: {', '.join(res.without_frames[:5])}{' ...' if len(res.without_frames) > 5 else ''}", highlight=False,
+        )
 
 
 def _print_summary(summary) -> None:
@@ -125,10 +217,15 @@ def _print_summary(summary) -> None:
     for k in keys:
         vals = [r["metrics"][k] for r in recs if r["metrics"].get(k) is not None]
         table.add_row(k, f"{np.mean(vals):.4f}" if vals else "-")
-    fps = [r["timing"]["fps"] for r in recs if r.get("timing", {}).get("fps")]
-    if fps:
-        table.add_row("fps", f"{np.mean(fps):.1f}")
+    for key, label in (("fps", "generation fps"), ("e2e_fps", "end-to-end fps")):
+        vals = [r["timing"][key] for r in recs if (r.get("timing") or {}).get(key)]
+        if vals:
+            table.add_row(label, f"{np.mean(vals):.1f}")
     console.print(table)
+    w = summary.warmup
+    if w:
+        what = "the method's warmup()" if w["kind"] == "hook" else f"one untimed block of {w['sample_id']}"
+        console.print(f"warm-up: {what}, {w['seconds']:.1f} s" + (f" (failed: {w['error']})" if w.get("error") else ""), highlight=False)
     for r in summary.records:
         if r.get("status") != "ok":
             err_console.print(f"[red]failed[/] {r['sample_id']}: {r.get('error')}")
@@ -165,9 +262,9 @@ def metrics_cmd(pattern: Optional[str] = typer.Argument(None)) -> None:
         table.add_column(col)
     for name in METRICS.names(pattern):
         cls = METRICS.get(name)
-        weights = getattr(cls, "weights", ())
+        weights = cls.weights
         present = "-" if not weights else ("present" if all(w.is_present() for w in weights) else "[yellow]missing[/]")
-        table.add_row(name, "yes" if getattr(cls, "default", False) else "", ", ".join(getattr(cls, "key_info", {})), present, getattr(cls, "description", ""))
+        table.add_row(name, "yes" if cls.default else "", ", ".join(cls.key_info), present, cls.description)
     console.print(table)
 
 
@@ -191,22 +288,24 @@ def download(
     method: List[str] = typer.Option([], "--method", help="Method whose weights to fetch (mag, self-forcing, full-history)."),
     metrics: bool = typer.Option(False, "--metrics", help="Weights of every metric backbone (AlexNet for LPIPS, DINO, CLIP)."),
     list_: bool = typer.Option(False, "--list", help="Only list what is needed and whether it is present."),
+    revision: List[str] = typer.Option([], "--revision", help="Pin a hub revision (branch, tag or commit) on this machine: REV when the selection is one hub repository, else ARTEFACT=REV (repeatable)."),
 ) -> None:
     """Fetch datasets, method weights and metric weights (one command for all three)."""
-    from magbench.download import artifacts_for, fetch, status_table
+    from magbench.download import artifacts_for, fetch, fetch_all, parse_revisions, status_table
 
     arts = artifacts_for(datasets=dataset, methods=method, metrics=metrics)
     if list_ or not (dataset or method or metrics):
         console.print(status_table(arts if (dataset or method or metrics) else None))
         return
-    for art in arts:
-        fetch(art, console)
+    pins = parse_revisions(revision, arts)
+    # Tries every artefact, then names all that failed.
+    fetch_all(arts, console, lambda art, con: fetch(art, con, pins.get(art.name)))
 
 
 @data_app.command("download")
 def data_download(name: str = typer.Argument("magbench")) -> None:
     """Same as `magbench download --dataset NAME`."""
-    download(dataset=[name], method=[], metrics=False, list_=False)
+    download(dataset=[name], method=[], metrics=False, list_=False, revision=[])
 
 
 @data_app.command("synth")
@@ -231,25 +330,36 @@ def data_synth(
 
 
 @data_app.command("info")
-def data_info(spec: str = typer.Argument("synthetic", help="Dataset spec, e.g. synthetic, csv:PATH.")) -> None:
+def data_info(
+    spec: str = typer.Argument("synthetic", help="Dataset spec, e.g. synthetic, csv:PATH."),
+    fps_policy: str = typer.Option("strict", "--fps-policy", help="As for `magbench run`: strict | resample | accept."),
+) -> None:
     """Show a dataset's samples and their protocol split."""
+    from rich.markup import escape
+
     from magbench.data import load_dataset
-    from magbench.data.video_io import read_video
     from magbench.errors import SampleError
     from magbench.protocol import ReplayProtocol
 
     ds = load_dataset(spec)
-    proto = ReplayProtocol()
+    proto = ReplayProtocol(fps_policy=fps_policy)
     table = Table(title=f"{ds.id} ({len(ds)} samples) at {ds.root}")
-    for col in ("sample", "duration s", "frames", "context", "target", "note"):
+    for col in ("sample", "duration s", "fps", "frames", "context", "target", "note"):
         table.add_column(col)
     for s in ds.samples:
+        check: dict = {}
         try:
-            n = read_video(s.video_path).shape[0]
+            # The same check and --fps-policy as `magbench run` (see the README's replay protocol).
+            n = s.load_frames_checked(proto, check).shape[0]
             sp = proto.split(n, s.duration_sec, name=str(s.video_path))
-            table.add_row(s.sample_id, f"{s.duration_sec:g}", str(n), str(sp.num_context), str(sp.num_target), "")
+            cells, note = [str(n), str(sp.num_context), str(sp.num_target)], ""
+            vc = check["video_check"]
+            if vc["flags"]:
+                note = f"[yellow]{vc['action']}: {escape('; '.join(vc['problems']))}[/]"
         except SampleError as exc:
-            table.add_row(s.sample_id, f"{s.duration_sec:g}", "", "", "", f"[red]{exc}[/]")
+            cells, note = ["", "", ""], f"[red]{escape(str(exc))}[/]"
+        fps = (check.get("video_check") or {}).get("container_fps")
+        table.add_row(s.sample_id, f"{s.duration_sec:g}", f"{fps:g}" if fps else "?", *cells, note)
     console.print(table)
 
 
@@ -271,11 +381,13 @@ def main() -> None:
     try:
         app()
     except MagbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        err_console.print("interrupted; finished samples are saved, re-run the same command to resume")
-        sys.exit(130)
+        err_console.print(INTERRUPTED, highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,30 @@
-"""The harness: dataset -> method -> metrics -> results.
+"""The harness: one method over a dataset into a run folder.
 
 Per sample: split by the replay protocol, ``reset`` -> ``memorize(context)`` ->
-``generate(len(target))`` (each block timed, device-synchronised) -> score -> append one record.
-A failure in one sample (bad video, exception, out of memory, NaN output, unscorable frames) is
-recorded as that sample's failure and the run goes on. Finished samples are skipped on re-run.
+``generate(len(target))`` (every method call timed, device-synchronised:
+:mod:`magbench.instrument`) -> score (:mod:`magbench.scoring`) -> append one record
+(:mod:`magbench.store`). A failure in one sample (bad video, exception, out of memory, NaN output,
+unscorable frames) is recorded as that sample's failure and the run goes on; a failure of the run
+itself (the method cannot load, say) is recorded in ``RUN/fatal.json``.
+
+The :class:`Harness` owns the run's scope: which samples (``--limit``), which are finished
+(:meth:`Harness.done_ids`), the record and lock files, the summary, the default run folder.
+Launchers (``runners/``) and the CLI call it and keep no copies.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
 import json
 import logging
-import math
-import os
+import sys
 import time
 import traceback
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -29,16 +32,28 @@ import torch
 import magbench
 from magbench.data import Dataset, VideoSample, load_dataset
 from magbench.data.video_io import resize_frames, to_float_frames, to_uint8_frames, write_video
+from magbench.determinism import configure as configure_determinism
 from magbench.environment import git_commit, hardware, package_versions
 from magbench.errors import MagbenchError, MissingWeightsError, SampleError
+from magbench.hub import ARTIFACTS, resolved_commits
+from magbench.instrument import Clock, StageHook, allocated_bytes, run_method
+from magbench.locking import record_lock
 from magbench.method import Method, SampleInfo
-from magbench.protocol import ReplayProtocol
-from magbench.registry import METHODS, METRICS
-from magbench.store import RecordWriter, RunDir
+from magbench.protocol import BLOCK_PIXEL_FRAMES, ReplayProtocol
+from magbench.registry import METHODS
+from magbench.scoring import create_metrics, score, select_metrics
+from magbench.store import RecordWriter, RunDir, records_name, safe_name, save_frames
 
 log = logging.getLogger("magbench")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Optional packages -> the extra that installs them (a missing one is a one-line error).
+EXTRAS = {
+    "diffusers": "wan", "transformers": "wan", "sentencepiece": "wan", "accelerate": "wan",
+    "timm": "consistency", "open_clip": "consistency", "submitit": "slurm", "flash_attn": "flash",
+    "decord": "decord",
+}
+WARMUP = "each process: one untimed, unscored short sample (the first to run, one block), or the method's warmup()"
 
 
 @dataclass
@@ -54,6 +69,7 @@ class RunConfig:
     dtype: str | None = None  # None: float32 on CPU, bfloat16 on CUDA
     seed: int = 0
     save_videos: bool = False
+    keep_frames: bool = True  # RUN/frames/ID.npz: what `magbench score` needs
     protocol: ReplayProtocol = field(default_factory=ReplayProtocol)
     retry_failed: bool = False
 
@@ -71,10 +87,13 @@ class RunConfig:
             raise MagbenchError(f"--dtype {self.dtype}: choose one of {', '.join(DTYPES)}")
         return self.dtype
 
+    def run_path(self) -> Path:
+        """The run folder: ``--out``, or ``runs/METHOD__DATASET``."""
+        return Path(self.out) if self.out else default_run_dir(self.method, self.dataset)
+
 
 def default_run_dir(method: str, dataset: str) -> Path:
-    safe = lambda s: "".join(c if c.isalnum() or c in "-_." else "_" for c in s)  # noqa: E731
-    return Path("runs") / f"{safe(method)}__{safe(dataset)}"
+    return Path("runs") / f"{safe_name(method)}__{safe_name(dataset)}"
 
 
 def sample_seed(base: int, sample_id: str) -> int:
@@ -82,69 +101,23 @@ def sample_seed(base: int, sample_id: str) -> int:
     return (base * 1_000_003 + zlib.crc32(sample_id.encode())) % (2**31 - 1)
 
 
-# -- building the pieces -------------------------------------------------------------------------
-def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
-    """``key=value`` strings; values are JSON where they parse (numbers, booleans), else text."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise MagbenchError(f"option {pair!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
-
-
 def create_method(name: str, **options: Any) -> Method:
-    cls = METHODS.get(name)
+    cls = METHODS.get(name)  # a registered Method subclass, named by the registry
     try:
-        method = cls(**options)
+        return cls(**options)
     except TypeError as exc:
         raise MagbenchError(f"method {name!r}: bad options {options}: {exc}") from exc
-    if not getattr(method, "name", ""):
-        method.name = name
-    return method
-
-
-def select_metrics(names: list[str] | None) -> tuple[list[str], bool]:
-    """Metric names to run and whether they are the default set (which may skip missing weights)."""
-    available = METRICS.names()
-    if names is None:
-        return [n for n in available if getattr(METRICS.get(n), "default", False)], True
-    if names == ["all"]:
-        return available, False
-    for n in names:
-        METRICS.get(n)  # unknown names fail here, with suggestions
-    return list(dict.fromkeys(names)), False
-
-
-def create_metrics(
-    names: list[str], device: str, options: dict[str, dict[str, Any]], is_default: bool
-) -> tuple[list[Any], dict[str, str]]:
-    """Instantiate metrics. With the default set, metrics whose weights are not on this machine
-    are skipped (and reported); asked for by name, they are an error before any work."""
-    metrics, skipped = [], {}
-    for n in names:
-        cls = METRICS.get(n)
-        opts = options.get(n, {})
-        if not opts.get("random_weights"):
-            missing = [w for w in getattr(cls, "weights", ()) if not w.is_present()]
-            if missing:
-                msg = f"weights {', '.join(w.name for w in missing)} missing: run `magbench download --metrics`"
-                if is_default:
-                    skipped[n] = msg
-                    continue
-                raise MissingWeightsError(f"metric {n!r}: {msg}")
-        metrics.append(cls(device=device, **opts))
-        if not getattr(metrics[-1], "name", ""):
-            metrics[-1].name = n
-    return metrics, skipped
 
 
 def fingerprint(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def missing_package_error(what: str, exc: ModuleNotFoundError) -> MagbenchError:
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    fix = f"pip install -e '.[{extra}]'" if extra else f"pip install {module}"
+    return MagbenchError(f"{what} needs the Python package {module!r}, which is not installed: {fix}")
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -157,19 +130,66 @@ class RunSummary:
     failed: int
     skipped_metrics: dict[str, str]
     records: list[dict[str, Any]]
+    warmup: dict[str, Any] | None = None  # this process's warm-up (None: nothing ran here)
+
+
+class RunScope:
+    """What a run covers, without loading any model: its samples (the dataset up to
+    ``--limit``), its folder, which samples are finished and its summary. The harness, every
+    launcher and the SLURM submitter use this one definition."""
+
+    def __init__(self, config: RunConfig, dataset: Dataset | None = None) -> None:
+        self.config = config
+        self.dataset = dataset if dataset is not None else load_dataset(config.dataset)
+        self.run_dir = RunDir(config.run_path())
+
+    def selected_samples(self) -> list[VideoSample]:
+        limit = self.config.limit
+        return list(self.dataset.samples[:limit] if limit else self.dataset.samples)
+
+    def done_ids(self) -> set[str]:
+        """Samples to skip: finished in any record file of the run folder (failed ones too,
+        unless ``--retry-failed``)."""
+        if not self.run_dir.path.is_dir():
+            return set()
+        return self.run_dir.done_ids(include_failed=not self.config.retry_failed)
+
+    def summary(
+        self, sample_ids: list[str] | None = None, done_before: int = 0,
+        skipped_metrics: dict[str, str] | None = None, warmup: dict[str, Any] | None = None,
+    ) -> RunSummary:
+        """The summary of ``sample_ids`` (default: the selected samples), read from every record
+        file of the run folder: the same for a one-process and a sharded run."""
+        ids = [s.sample_id for s in self.selected_samples()] if sample_ids is None else list(sample_ids)
+        wanted = set(ids)
+        recs = [r for r in self.run_dir.records() if r["sample_id"] in wanted] if self.run_dir.path.is_dir() else []
+        return RunSummary(
+            run_dir=self.run_dir.path, total=len(wanted), done_before=done_before,
+            ok=sum(r.get("status") == "ok" for r in recs), failed=sum(r.get("status") != "ok" for r in recs),
+            skipped_metrics=dict(skipped_metrics or {}), records=recs, warmup=warmup,
+        )
 
 
 class Harness:
-    """Runs one method over a dataset into a run folder. Build it once per process."""
+    """Runs one method over a dataset into a run folder. Build it once per process.
 
-    def __init__(self, config: RunConfig) -> None:
+    ``clock`` (default ``time.perf_counter``) times the method's calls; tests inject a fake one.
+    ``stage_hook(stage, seconds)`` is told the time of each stage as it happens: the method's
+    calls (:data:`magbench.instrument.METHOD_STAGES`) and the harness's own ``load``,
+    ``warmup``, ``input`` (video decode, split, resize), ``score``, ``save`` and ``sample``
+    (all of it). Benchmarks use it instead of patching the harness.
+    """
+
+    def __init__(self, config: RunConfig, *, clock: Clock = time.perf_counter, stage_hook: StageHook | None = None) -> None:
         self.config = config
+        self.clock = clock
+        self.stage_hook = stage_hook
         self.device = config.resolved_device()
         self.dtype_name = config.resolved_dtype(self.device)
         self.method = create_method(config.method, **config.method_options)
         self.metric_names, self._default_metrics = select_metrics(config.metrics)
         # Check weights before anything heavy: an offline user hears at once what is missing.
-        missing = self.method.needs.missing_weights() if not config.method_options.get("random_weights") else []
+        missing = self.method.needs.missing_weights() if not self.method.options.get("random_weights") else []
         if missing:
             raise MissingWeightsError(
                 f"method {config.method!r} needs {', '.join(f'{w.name} ({w.repo_id})' for w in missing)}: "
@@ -183,23 +203,32 @@ class Harness:
             )
         if self.method.needs.gpu and not self.device.startswith("cuda"):
             log.warning("method %r is meant for a GPU; on %s it will be slow", config.method, self.device)
+        configure_determinism()  # no timing-based cuDNN choice, no TF32 (magbench/determinism.py)
         # Random-weight backbones (tests, benchmarks) must be the same in every process.
         torch.manual_seed(config.seed)
-        self.metrics, self.skipped_metrics = create_metrics(
-            self.metric_names, self.device, config.metric_options, self._default_metrics
-        )
-        self.dataset: Dataset = load_dataset(config.dataset)
-        self.run_dir = RunDir(config.out or default_run_dir(config.method, config.dataset))
+        try:
+            self.metrics, self.skipped_metrics = create_metrics(
+                self.metric_names, self.device, config.metric_options, self._default_metrics
+            )
+        except ModuleNotFoundError as exc:
+            raise missing_package_error("a metric", exc) from None
+        self.scope = RunScope(config)
+        self.dataset: Dataset = self.scope.dataset
+        self._device_baseline: int | None = None
+        self.warmup: dict[str, Any] | None = None
 
-    # -- manifest ------------------------------------------------------------------------------
+    # -- identity and manifest -----------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        """Everything that determines the records (a change means a different run)."""
+        """Everything that determines the records (a change means a different run): the method's
+        resolved options and what it derives from them, the protocol (switch fraction, memory
+        source), the dataset and its revision, the metrics, seed and dtype."""
         return {
             "method": self.method.config(),
             "method_resolution": list(self.method.resolution) if self.method.resolution else None,
             "dataset": {"id": self.dataset.id, "revision": self.dataset.revision},
             "protocol": self.config.protocol.to_dict(),
             "metrics": [m.config() for m in self.metrics],
+            "scored_frames": "uint8",  # generated frames are quantised to 8 bits, then scored
             "seed": self.config.seed,
             "dtype": self.dtype_name,
         }
@@ -208,20 +237,28 @@ class Harness:
         ident = self.identity()
         key_info: dict[str, Any] = {}
         for m in self.metrics:
-            key_info.update(getattr(m, "key_info", {}))
+            key_info.update(m.key_info)
         cls = type(self.method)
         return {
             "run_id": self.run_dir.path.name,
             "fingerprint": fingerprint(ident),
             "config": ident,
             "method": {
-                "name": self.config.method,
+                "name": self.method.name,
                 "kind": cls.kind,
                 "bounds": dict(cls.bounds),
                 "description": cls.description,
-                "config": self.method.config(),
+                "config": ident["method"],
+                # The options that differ from the method's defaults: what a report labels it by.
+                "options_changed": {
+                    k: v for k, v in sorted(self.method.options.items()) if cls.defaults.get(k, object()) != v
+                },
             },
             "dataset": self.dataset.describe(),
+            "dataset_spec": self.config.dataset,  # what `magbench score` loads the ground truth from
+            # The hub commit each artefact's local copy resolved to (method weights, dataset).
+            "artifacts": resolved_commits([*(() if self.config.method_options.get("random_weights") else cls.needs.weights),
+                                           None if self.dataset.revision == "local" else ARTIFACTS.get(self.dataset.id)]),
             "protocol": self.config.protocol.to_dict(),
             "metrics": [m.name for m in self.metrics],
             "skipped_metrics": self.skipped_metrics,
@@ -229,57 +266,138 @@ class Harness:
             "seed": self.config.seed,
             "device": self.device,
             "dtype": self.dtype_name,
+            "warmup": WARMUP,
+            "keep_frames": self.config.keep_frames,
             "versions": package_versions() | {"magbench": magbench.__version__},
             "git_commit": git_commit(),
             "hardware": hardware(self.device),
             "created_at": _now(),
         }
 
+    # -- the run's scope (see RunScope) --------------------------------------------------------
+    @property
+    def run_dir(self) -> RunDir:
+        return self.scope.run_dir
+
+    @run_dir.setter
+    def run_dir(self, value: RunDir) -> None:  # a benchmark may point a built harness elsewhere
+        self.scope.run_dir = value
+
+    def selected_samples(self) -> list[VideoSample]:
+        return self.scope.selected_samples()
+
+    def done_ids(self) -> set[str]:
+        return self.scope.done_ids()
+
+    def prepare(self) -> None:
+        """Create the run folder with its manifest, or check that it holds this configuration."""
+        self.run_dir.init(self.manifest())
+
+    def summary(self, sample_ids: list[str] | None = None, done_before: int = 0) -> RunSummary:
+        return self.scope.summary(sample_ids, done_before, self.skipped_metrics, self.warmup)
+
     # -- running -------------------------------------------------------------------------------
     def run(
         self,
         samples: list[VideoSample] | None = None,
-        records_name: str = "samples.jsonl",
+        records_file: str | None = None,
         on_sample: Callable[[dict[str, Any]], None] | None = None,
         progress: bool = True,
     ) -> RunSummary:
-        """Run ``samples`` (default: the dataset, up to ``limit``), appending to ``records_name``."""
-        all_samples = self.dataset.samples[: self.config.limit] if self.config.limit else self.dataset.samples
-        todo_from = all_samples if samples is None else samples
-        self.run_dir.init(self.manifest())
-        writer = RecordWriter(self.run_dir.path / records_name)
-        with _locked(self.run_dir.path / f".{records_name}.lock"):
-            done = self.run_dir.done_ids(include_failed=not self.config.retry_failed)
+        """Run ``samples`` (default: the selected samples) into record file ``records_file``
+        (default ``samples.jsonl``), skipping finished ones; the summary covers ``samples``."""
+        todo_from = self.selected_samples() if samples is None else list(samples)
+        records_file = records_file or records_name()
+        self.prepare()
+        with record_lock(self.run_dir.path, records_file):
+            done = self.done_ids()
             for p in self.run_dir.problems:
                 log.warning("damaged record, sample will be redone: %s", p)
             todo = [s for s in todo_from if s.sample_id not in done]
-            new: list[dict[str, Any]] = []
             if todo:
-                torch.manual_seed(self.config.seed)
-                self.method.load(self.device, DTYPES[self.dtype_name])
+                self.run_dir.clear_fatal()
                 try:
-                    for rec in _progress(todo, progress, f"{self.config.method}"):
-                        record = self.run_sample(rec)
-                        writer.append(record)
-                        new.append(record)
-                        if on_sample:
-                            on_sample(record)
-                finally:
-                    self.method.close()
-        recs = self.run_dir.records()
-        ids = {s.sample_id for s in todo_from}
-        mine = [r for r in recs if r["sample_id"] in ids]
-        return RunSummary(
-            run_dir=self.run_dir.path,
-            total=len(todo_from),
-            done_before=len(todo_from) - len(todo),
-            ok=sum(r.get("status") == "ok" for r in mine),
-            failed=sum(r.get("status") != "ok" for r in mine),
-            skipped_metrics=self.skipped_metrics,
-            records=mine,
+                    self._run_samples(todo, RecordWriter(self.run_dir.path / records_file), on_sample, progress)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as exc:
+                    self.run_dir.write_fatal(exc, traceback.format_exc())
+                    raise
+        return self.summary([s.sample_id for s in todo_from], done_before=len(todo_from) - len(todo))
+
+    def _run_samples(self, todo: list[VideoSample], writer: RecordWriter, on_sample, progress: bool) -> None:
+        t0 = time.perf_counter()
+        torch.manual_seed(self.config.seed)
+        try:
+            self.method.load(self.device, DTYPES[self.dtype_name])
+        except ModuleNotFoundError as exc:
+            raise missing_package_error(f"method {self.config.method!r}", exc) from None
+        self._stage("load", time.perf_counter() - t0)
+        self._device_baseline = allocated_bytes(self.device)
+        bar = _Progress(len(todo), self.config.method, progress)
+        try:
+            self.warmup = self.warm_up(todo[0])
+            for sample in todo:
+                record = self.run_sample(sample)
+                writer.append(record)
+                bar.advance(record)
+                if on_sample:
+                    on_sample(record)
+        finally:
+            bar.close()
+            self.method.close()
+
+    def _stage(self, stage: str, seconds: float) -> None:
+        if self.stage_hook is not None:
+            self.stage_hook(stage, seconds)
+
+    def _inputs(self, sample: VideoSample):
+        """A sample's frames split by the protocol, at the method's resolution, and its info."""
+        return self._split(sample, sample.load_frames_checked(self.config.protocol))
+
+    def _split(self, sample: VideoSample, frames: np.ndarray):
+        split = self.config.protocol.split(frames.shape[0], sample.duration_sec, name=str(sample.video_path))
+        video = resize_frames(to_float_frames(frames[: split.kept]), self.method.resolution)
+        seed = sample_seed(self.config.seed, sample.sample_id)
+        info = SampleInfo(
+            sample_id=sample.sample_id, prompt=sample.caption, seed=seed,
+            height=video.shape[-2], width=video.shape[-1], fps=float(self.config.protocol.fps),
+            num_context=split.num_context, num_target=split.num_target,
+            memory_source=self.config.protocol.memory_source,
+            annotations=sample.annotations() if self.method.needs.annotations else None,
         )
+        return split, info, video[: split.switch], video[split.switch :]
+
+    def warm_up(self, sample: VideoSample) -> dict[str, Any]:
+        """Untimed and unscored, before this process's first timed sample: the method's own
+        ``warmup`` hook, or ``sample`` with a target of one block. Compilation, autotuning and
+        allocator growth land here, not in the first record. A failure is logged and left to
+        the sample itself to record."""
+        t0 = time.perf_counter()
+        kind = "hook" if type(self.method).has_warmup() else "sample"
+        out: dict[str, Any] = {"kind": kind, "sample_id": sample.sample_id}
+        try:
+            _, info, context, target = self._inputs(sample)
+            torch.manual_seed(info.seed)
+            if kind == "hook":
+                self.method.warmup(info)
+            else:
+                short = min(info.num_target, BLOCK_PIXEL_FRAMES)
+                run_method(
+                    self.method, replace(info, num_target=short), context, target[:short],
+                    device=self.device, label=self.config.method,
+                )
+        except Exception as exc:  # the sample will fail again, and be recorded, if it is bad
+            out["error"] = f"{type(exc).__name__}: {exc}"
+            log.warning("warm-up on %s failed: %s", sample.sample_id, out["error"])
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+        out["seconds"] = time.perf_counter() - t0
+        self._stage("warmup", out["seconds"])
+        return out
 
     def run_sample(self, sample: VideoSample) -> dict[str, Any]:
+        t_sample = time.perf_counter()
         record: dict[str, Any] = {
             "sample_id": sample.sample_id,
             "caption": sample.caption,
@@ -290,42 +408,37 @@ class Harness:
         }
         stage = "load"
         try:
-            frames = sample.load_frames()
+            t0 = time.perf_counter()
+            frames = sample.load_frames_checked(self.config.protocol, record)  # 16 fps check, --fps-policy
             stage = "split"
-            split = self.config.protocol.split(frames.shape[0], sample.duration_sec, name=str(sample.video_path))
-            frames = frames[: split.kept]
-            video = resize_frames(to_float_frames(frames), self.method.resolution)
-            context, target = video[: split.switch], video[split.switch :]
-            seed = sample_seed(self.config.seed, sample.sample_id)
-            ann = sample.annotations()
-            info = SampleInfo(
-                sample_id=sample.sample_id,
-                prompt=sample.caption,
-                seed=seed,
-                height=video.shape[-2],
-                width=video.shape[-1],
-                fps=float(self.config.protocol.fps),
-                num_context=split.num_context,
-                num_target=split.num_target,
-                memory_source=self.config.protocol.memory_source,
-                annotations=ann if self.method.needs.annotations else None,
-            )
+            split, info, context, target = self._split(sample, frames)
             record.update(
                 memory_source=info.memory_source,
-                seed=seed, num_context=split.num_context, num_target=split.num_target,
+                seed=info.seed, num_context=split.num_context, num_target=split.num_target,
                 switch_frame=split.switch, height=info.height, width=info.width, fps=info.fps,
             )
+            ann = sample.annotations()
+            self._stage("input", time.perf_counter() - t0)
             stage = "generate"
-            generated, timing, memory = self._generate(info, context, target)
+            torch.manual_seed(info.seed)
+            np.random.seed(info.seed % (2**32))
+            generated, timing, memory = run_method(
+                self.method, info, context, target, device=self.device, clock=self.clock,
+                hook=self.stage_hook, device_baseline=self._device_baseline, label=self.config.method,
+            )
+            timing["warmup"] = (self.warmup or {}).get("kind")
             record.update(timing=timing, memory=memory, method_extras=dict(self.method.sample_extras()))
+            # Scored as kept: 8-bit frames, so `magbench score` reproduces these values exactly.
+            frames_u8 = to_uint8_frames(generated)
+            generated = to_float_frames(frames_u8)
             stage = "score"
+            t0 = time.perf_counter()
             self._score(record, context, target, generated, split.switch, ann)
+            self._stage("score", time.perf_counter() - t0)
             stage = "save"
-            record["preview"] = self._save_preview(sample.sample_id, target, generated, record)
-            if self.config.save_videos:
-                rel = Path("videos") / f"{_safe(sample.sample_id)}.mp4"
-                write_video(self.run_dir.path / rel, to_uint8_frames(generated), fps=info.fps)
-                record["video"] = rel.as_posix()
+            t0 = time.perf_counter()
+            self._save(record, sample, target, generated, frames_u8, info.fps)
+            self._stage("save", time.perf_counter() - t0)
             record["status"] = "ok"
         except (SampleError, MagbenchError) as exc:
             record.update(error=f"{stage}: {exc}", error_type=type(exc).__name__)
@@ -338,134 +451,25 @@ class Harness:
         record["finished_at"] = _now()
         if record["status"] != "ok":
             log.warning("sample %s failed: %s", sample.sample_id, record["error"])
+        self._stage("sample", time.perf_counter() - t_sample)
         return record
 
-    def _generate(self, info: SampleInfo, context: torch.Tensor, target: torch.Tensor):
-        method, device = self.method, torch.device(self.device)
-        torch.manual_seed(info.seed)
-        np.random.seed(info.seed % (2**32))
-        cuda = device.type == "cuda"
-        if cuda:
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-        rss = _Rss()
-        method.reset(info)
-        t0 = time.perf_counter()
-        method.memorize(context.to(device))
-        if method.needs.ground_truth:
-            method.reveal(target.to(device))
-        _sync(device)
-        memorize_s = time.perf_counter() - t0
-        kv_per_block, frames_per_block, block_s, blocks = [], [], [], []
-        produced = 0
-        gen_start = time.perf_counter()
-        last = gen_start
-        from_ground_truth = info.memory_source == "ground-truth"
-        for block in method.generate(info.num_target):
-            if block.ndim != 4 or block.shape[1:] != target.shape[1:]:
-                raise MagbenchError(
-                    f"method {self.config.method!r} yielded a block of shape {tuple(block.shape)}; "
-                    f"expected k x {' x '.join(map(str, target.shape[1:]))}"
-                )
-            if from_ground_truth:
-                # Part of the block's time: writing the memory is the method's work either way.
-                span = target[produced : produced + block.shape[0]]
-                method.remember_ground_truth(span.to(device))
-            _sync(device)
-            now = time.perf_counter()
-            block_s.append(now - last)
-            produced += block.shape[0]
-            blocks.append(block.detach().float().cpu())
-            frames_per_block.append(produced)
-            kv_per_block.append(int(method.memory_bytes()))
-            rss.sample()
-            last = time.perf_counter()  # copying the block out is not the method's time
-        generate_s = sum(block_s)
-        if produced != info.num_target:
-            raise MagbenchError(
-                f"method {self.config.method!r} produced {produced} frames; {info.num_target} were asked for"
-            )
-        generated = torch.cat(blocks)
-        if not torch.isfinite(generated).all():
-            bad = (~torch.isfinite(generated)).flatten(1).any(1).nonzero().flatten().tolist()
-            raise MagbenchError(f"method output has NaN/Inf in frames {bad[:8]}")
-        generated = generated.clamp_(0, 1)
-        extra = {k: float(v) for k, v in method.timings().items()}
-        timing: dict[str, Any] = {
-            "memorize_s": memorize_s,
-            "generate_s": generate_s,
-            "first_block_s": block_s[0] if block_s else None,
-            "block_s": block_s,
-            "block_frames": [b.shape[0] for b in blocks],
-            "fps": produced / generate_s if generate_s > 0 else None,
-            "block_p50_s": _quantile(block_s, 0.5),
-            "block_p95_s": _quantile(block_s, 0.95),
-            **extra,
-        }
-        if "decode_s" in extra and generate_s > extra["decode_s"]:
-            timing["fps_without_decode"] = produced / (generate_s - extra["decode_s"])
-        memory = {
-            "peak_device_bytes": int(torch.cuda.max_memory_allocated(device)) if cuda else None,
-            "peak_rss_bytes": rss.peak,
-            "kv_bytes_end": kv_per_block[-1] if kv_per_block else int(method.memory_bytes()),
-            "kv_bytes_peak": max(kv_per_block) if kv_per_block else int(method.memory_bytes()),
-            "kv_bytes_per_block": kv_per_block,
-            "frames_per_block": frames_per_block,
-        }
-        return generated, timing, memory
-
     def _score(self, record, context, target, generated, switch: int, ann) -> None:
-        from magbench.metrics.base import MetricInputs, MetricResult
+        record.update(score(
+            self.metrics, context, target, generated, switch=switch, fps=float(self.config.protocol.fps),
+            annotations=ann, use_correspondences=self.config.protocol.use_correspondences, device=self.device,
+        ))
 
-        dev = torch.device(self.device)
-        corr = seconds = None
-        if ann and self.config.protocol.use_correspondences:
-            c = ann.get("correspondences")
-            if c is not None:
-                tgt = [int(c[switch + i]) for i in range(target.shape[0])]
-                if all(0 <= j < switch for j in tgt):
-                    corr = tgt
-            leave = ann.get("leave_frame")
-            if leave is not None:
-                fps = float(ann.get("fps", self.config.protocol.fps))
-                seconds = [(switch + i - int(leave)) / fps for i in range(target.shape[0])]
-        inputs = MetricInputs(
-            generated=generated.to(dev), target=target.to(dev), context=context.to(dev),
-            correspondences=corr, seconds_since_leave=seconds, fps=float(self.config.protocol.fps),
-        )
-        total = MetricResult()
-        # no_grad rather than inference_mode: a metric may use autograd internally (to derive
-        # interpolation weights, say), which inference mode forbids.
-        with torch.no_grad():
-            for m in self.metrics:
-                total.merge(m(inputs))
-        record["metrics"] = total.values
-        record["per_frame"] = total.per_frame
-        record["extra"] = total.extra
-        if seconds is not None:
-            record["extra"].setdefault("seconds_since_leave", seconds)
+    def _save(self, record, sample: VideoSample, target, generated, frames_u8, fps: float) -> None:
+        from magbench.reports.previews import write_preview
 
-    def _save_preview(self, sample_id: str, target, generated, record) -> str:
-        k = min(16, target.shape[0])
-        idx = np.unique(np.linspace(0, target.shape[0] - 1, k).round().astype(int))
-        scale = min(1.0, 192 / target.shape[-1])
-        size = (max(2, round(target.shape[-2] * scale)), max(2, round(target.shape[-1] * scale)))
-        small = lambda x: to_uint8_frames(resize_frames(x[idx], size) if scale < 1 else x[idx])  # noqa: E731
-        arrays = {"target": small(target), "generated": small(generated), "frame_index": idx}
-        matched = record.get("extra", {}).get("bestmatch_indices")
-        if matched is not None and len(matched) == target.shape[0]:
-            arrays["bestmatch_target"] = small(target[torch.as_tensor(matched)])
-        rel = Path("previews") / f"{_safe(sample_id)}.npz"
-        path = self.run_dir.path / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-        return rel.as_posix()
-
-
-def run(config: RunConfig, progress: bool = True) -> RunSummary:
-    return Harness(config).run(progress=progress)
+        path = self.run_dir.path
+        record["preview"] = write_preview(path, sample.sample_id, target, generated, record.get("extra", {}).get("bestmatch_indices"))
+        record["frames"] = save_frames(path, sample.sample_id, frames_u8) if self.config.keep_frames else None
+        if self.config.save_videos:
+            rel = Path("videos") / f"{safe_name(sample.sample_id)}.mp4"
+            write_video(path / rel, frames_u8, fps=fps)
+            record["video"] = rel.as_posix()
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -473,70 +477,40 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+class _Progress:
+    """A progress bar on a terminal; elsewhere (a log file, CI) one line per finished sample."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.enabled = enabled
+        self._bar = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=total)
+
+    def advance(self, record: dict[str, Any]) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
+        elif self.enabled:
+            print(f"[{self.done}/{self.total}] {self.label} {_one_line(record)}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _quantile(xs: list[float], q: float) -> float | None:
-    return float(np.quantile(np.asarray(xs), q)) if xs else None
-
-
-class _Rss:
-    """Peak resident memory, sampled at block boundaries (a whole-process peak would be
-    meaningless per sample)."""
-
-    def __init__(self) -> None:
-        try:
-            import psutil
-
-            self._proc = psutil.Process()
-        except ImportError:  # pragma: no cover
-            self._proc = None
-        self.peak = 0
-        self.sample()
-
-    def sample(self) -> None:
-        if self._proc is not None:
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """One writer per record file: a second invocation on the same run is refused, not mixed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            raise MagbenchError(
-                f"{path.parent} is being written by another magbench process (pid {holder or '?'}); "
-                "wait for it or use another --out"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _progress(items: list, enabled: bool, label: str):
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        transient=False,
-    ) as bar:
-        task = bar.add_task(label, total=len(items))
-        for it in items:
-            yield it
-            bar.advance(task)
+def _one_line(record: dict[str, Any]) -> str:
+    if record.get("status") != "ok":
+        return f"{record['sample_id']}: failed: {record.get('error')}"
+    t = record.get("timing") or {}
+    parts = [f"{k} {v:.4g}" for k, v in list((record.get("metrics") or {}).items())[:3] if isinstance(v, (int, float))]
+    if t.get("fps"):
+        parts.append(f"{t['fps']:.1f} fps (end to end {t['e2e_fps']:.1f})")
+    return f"{record['sample_id']}: ok" + (f", {', '.join(parts)}" if parts else "")

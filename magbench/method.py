@@ -36,6 +36,7 @@ A complete method in 20 lines::
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Iterator
@@ -88,12 +89,17 @@ class SampleInfo:
 class Method(ABC):
     """Base class of every benchmarked method. Subclass, register, done.
 
-    Class attributes describe the method: ``name`` (set by the registry), a one-line
-    ``description``, ``needs``, ``resolution`` ((H, W) it generates at, or None to take the
-    dataset's frames as they are), ``kind`` ("method", "floor" or "ceiling" for sanity methods)
-    and ``bounds`` (the metric keys of which a sanity method is the floor or ceiling).
-    Keyword arguments of ``__init__`` are the method's options; they are recorded in the run
-    manifest through :meth:`config`, so keep them JSON-serialisable.
+    Class attributes describe the method: ``name`` (set by the registry when the class is
+    registered or looked up), a one-line ``description``, ``needs``, ``resolution`` ((H, W) it
+    generates at, or None to take the dataset's frames as they are), ``kind`` ("method", "floor"
+    or "ceiling" for sanity methods), ``bounds`` (the metric keys of which a sanity method is the
+    floor or ceiling) and ``defaults``: every option with its default value.
+
+    Options are keyword arguments of ``__init__``: unknown keys are refused, the rest are merged
+    over ``defaults``, checked by :meth:`validate_options` and kept in ``self.options``. The
+    resolved options (defaults included) and what the method derives from them before loading
+    (:meth:`derived`: its memory policy, say) are the method's part of the run's identity, so a
+    changed default is a different run. Keep them JSON-serialisable.
     """
 
     name: ClassVar[str] = ""
@@ -101,15 +107,31 @@ class Method(ABC):
     needs: ClassVar[MethodNeeds] = MethodNeeds()
     resolution: ClassVar[tuple[int, int] | None] = None
     kind: ClassVar[str] = "method"
+    defaults: ClassVar[dict[str, Any]] = {}
     # For sanity methods: metric keys (fnmatch patterns) of which it is the "floor" or "ceiling";
     # reports label it so only there.
     bounds: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
-        self.options: dict[str, Any] = dict(options)
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise TypeError(f"unknown option(s) {', '.join(unknown)}; known: {known}")
+        merged = {**copy.deepcopy(self.defaults), **options}
+        self.options: dict[str, Any] = self.validate_options(merged)
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self.sample: SampleInfo | None = None
+
+    def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Check (and normalise) the merged options; raise MagbenchError naming a bad one."""
+        return options
+
+    def derived(self) -> dict[str, Any]:
+        """What the method derives from its options before :meth:`load` and that determines its
+        outputs (e.g. ``{"memory": {"policy": "compressed", "slots": 21, ...}}``). Part of
+        :meth:`config`; it must not need the weights."""
+        return {}
 
     # -- lifecycle -------------------------------------------------------------------------------
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
@@ -153,6 +175,19 @@ class Method(ABC):
             return True
         return source == "ground-truth" and cls.remember_ground_truth is not Method.remember_ground_truth
 
+    def warmup(self, sample: SampleInfo) -> None:
+        """Optional: make the method ready for timed work (compile, autotune, grow the allocator).
+
+        Each process calls it once, untimed, before its first sample, with that sample's info.
+        A method that does not override it is warmed up by the harness instead: the first sample
+        with a short target (one block), untimed and never scored.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def has_warmup(cls) -> bool:
+        return cls.warmup is not Method.warmup
+
     def reveal(self, target: torch.Tensor) -> None:
         """Only for methods whose ``needs.ground_truth`` is set: the frames to reproduce."""
         raise NotImplementedError
@@ -167,8 +202,9 @@ class Method(ABC):
         return {}
 
     def config(self) -> dict[str, Any]:
-        """Everything that identifies this method's outputs (recorded; a change means a new run)."""
-        return {"name": self.name, "options": dict(sorted(self.options.items()))}
+        """Everything that identifies this method's outputs (recorded; a change means a new run):
+        its name, its resolved options (defaults included) and what it derives from them."""
+        return {"name": self.name, "options": dict(sorted(self.options.items())), **self.derived()}
 
     def close(self) -> None:
         """Free device memory; the harness calls it at the end of a run."""

@@ -9,6 +9,13 @@ Official rule (MAG's evaluation), for a video of T frames at 16 fps and a captio
 * context = frames ``[0, s)``, target = frames ``[s, kept)``.
 
 A video with 9 frames or fewer, or whose switch is not before its end, is rejected.
+
+The rule assumes 16 fps. A video whose container frame rate is not ``fps``, or whose frame count
+disagrees with its CSV duration by more than one block (12 frames), is flagged in its record;
+``fps_policy`` says what happens to it in a ``csv:`` dataset: "strict" (default) fails that sample
+naming both numbers, "resample" resamples it to ``fps`` (nearest frame in time) first, "accept"
+uses the frames as they are. The official MAG-Bench is always split as the reference splits it
+(flagged, never failed or resampled). See ``magbench.data.dataset.check_video``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ FPS = 16
 BLOCK_PIXEL_FRAMES = 12  # 3 latent frames x 4 (Wan VAE temporal stride)
 BLOCK_OFFSET = 3  # the VAE's first latent frame covers 1 pixel frame, not 4
 MEMORY_SOURCES = ("generated", "ground-truth")
+FPS_POLICIES = ("strict", "resample", "accept")
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,15 @@ class ReplayProtocol:
     # Where the method's memory of generated spans comes from: "generated" (its own output, the
     # paper's "history context") or "ground-truth" (the reference's --use_gt, "GT context").
     memory_source: str = "generated"
+    # What a csv: dataset's video whose frame rate (or frame count) disagrees with the protocol gets:
+    # "strict" fails the sample, "resample" resamples it to ``fps``, "accept" uses it as it is.
+    fps_policy: str = "strict"
 
     def __post_init__(self) -> None:
         if self.memory_source not in MEMORY_SOURCES:
             raise MagbenchError(f"--memory-source {self.memory_source}: choose one of {', '.join(MEMORY_SOURCES)}")
+        if self.fps_policy not in FPS_POLICIES:
+            raise MagbenchError(f"--fps-policy {self.fps_policy}: choose one of {', '.join(FPS_POLICIES)}")
 
     @property
     def id(self) -> str:
@@ -60,7 +73,8 @@ class ReplayProtocol:
         frac = "" if self.switch_fraction == 0.75 else f"-f{self.switch_fraction:g}"
         fps = "" if self.fps == FPS else f"-{self.fps}fps"
         gt = "" if self.memory_source == "generated" else "-gtmem"
-        return f"magbench-replay-v1{frac}{fps}{gt}"
+        policy = "" if self.fps_policy == "strict" else f"-fps{self.fps_policy}"
+        return f"magbench-replay-v1{frac}{fps}{gt}{policy}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **asdict(self)}

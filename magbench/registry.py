@@ -3,6 +3,12 @@
 In the spirit of timm's ``register_model``/``list_models``: built-ins register with a decorator,
 third-party packages through entry points (groups ``magbench.methods``, ``magbench.metrics``,
 ``magbench.datasets``), and a local class can be named as ``package.module:Attr``.
+
+Registries are typed, as lm-eval's are: the method registry holds subclasses of
+:class:`~magbench.method.Method`, the metric registry subclasses of
+:class:`~magbench.metrics.base.Metric`, checked when a class is registered and when an entry
+point or ``package.module:Attr`` is looked up. A class gets its ``name`` from the registry: the
+registered name, or the ``package.module:Attr`` it was looked up by.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import fnmatch
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 from magbench.errors import MagbenchError, UnknownNameError
 
@@ -28,34 +34,62 @@ class _Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """A registry of named objects (usually classes or factories).
+    """A registry of named classes (or, without ``base``, factories).
 
     ``kind`` names what is registered ("method", "metric", "dataset") for error messages;
-    ``group`` is the entry-point group searched for plugins; ``builtins`` is a module imported
-    lazily on first use so that importing magbench stays cheap.
+    ``group`` is the entry-point group searched for plugins; ``builtins`` are modules imported
+    lazily on first use so that importing magbench stays cheap; ``base`` ("module:Class",
+    resolved lazily to keep imports cheap and acyclic) is the class every entry must subclass;
+    without it, entries must be callables.
     """
 
-    def __init__(self, kind: str, group: str, builtins: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, group: str, builtins: tuple[str, ...] = (), base: str | None = None) -> None:
         self.kind = kind
         self.group = group
         self._builtin_modules = builtins
+        self._base_spec = base
         self._entries: dict[str, _Entry[T]] = {}
         self._loaded_builtins = False
         self._loaded_plugins = False
 
+    @property
+    def base(self) -> type | None:
+        if self._base_spec is None:
+            return None
+        module, _, attr = self._base_spec.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def _check(self, obj: Any, where: str) -> None:
+        base = self.base
+        if base is None:
+            if not callable(obj):
+                raise MagbenchError(f"{self.kind} {where}: {obj!r} is not callable")
+            return
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            what = f"class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
+            raise MagbenchError(
+                f"{self.kind} {where} is {what}, not a subclass of {base.__module__}.{base.__name__}: "
+                f"a {self.kind} is a class deriving from {base.__name__}"
+            )
+
+    def _name(self, obj: Any, name: str) -> None:
+        # The registry names the class; a subclass of a registered class gets its own name.
+        if isinstance(obj, type) and self.base is not None and not vars(obj).get("name"):
+            obj.name = name  # type: ignore[attr-defined]
+
     # -- registration -------------------------------------------------------------------------
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            key = name or getattr(obj, "name", None) or getattr(obj, "__name__")
+            own = vars(obj).get("name") if isinstance(obj, type) else None
+            key = name or own or getattr(obj, "__name__")
             if key in self._entries and self._entries[key].obj is not obj:
                 raise MagbenchError(f"{self.kind} {key!r} is registered twice")
+            self._check(obj, repr(key))
+            self._name(obj, key)
             self._entries[key] = _Entry(key, obj)
             return obj
 
         return deco
-
-    def add(self, name: str, obj: T) -> None:
-        self.register(name)(obj)
 
     # -- discovery ----------------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
@@ -96,12 +130,15 @@ class Registry(Generic[T]):
             )
         if entry.obj is None:
             try:
-                entry.obj = entry.entry_point.load()
+                obj = entry.entry_point.load()
             except Exception as exc:  # a broken plugin must not hide behind a KeyError
                 raise MagbenchError(
                     f"{self.kind} {name!r}: entry point {entry.entry_point.value!r} "
                     f"failed to load: {exc}"
                 ) from exc
+            self._check(obj, f"{name!r} (entry point {entry.entry_point.value})")
+            self._name(obj, name)
+            entry.obj = obj
         return entry.obj  # type: ignore[return-value]
 
     def _import_path(self, spec: str) -> T:
@@ -118,11 +155,9 @@ class Registry(Generic[T]):
                 raise UnknownNameError(
                     f"{self.kind} {spec!r}: module {module_name!r} has no attribute {attr!r}"
                 ) from exc
+        self._check(obj, repr(spec))
+        self._name(obj, spec)
         return obj  # type: ignore[return-value]
-
-    def items(self, pattern: str | None = None) -> Iterator[tuple[str, T]]:
-        for n in self.names(pattern):
-            yield n, self.get(n)
 
     def __contains__(self, name: str) -> bool:
         self._ensure_loaded()
@@ -130,9 +165,11 @@ class Registry(Generic[T]):
 
 
 METHODS: Registry[Any] = Registry(
-    "method", "magbench.methods", builtins=("magbench.baselines",)
+    "method", "magbench.methods", builtins=("magbench.baselines",), base="magbench.method:Method"
 )
-METRICS: Registry[Any] = Registry("metric", "magbench.metrics", builtins=("magbench.metrics",))
+METRICS: Registry[Any] = Registry(
+    "metric", "magbench.metrics", builtins=("magbench.metrics",), base="magbench.metrics.base:Metric"
+)
 DATASETS: Registry[Any] = Registry("dataset", "magbench.datasets", builtins=("magbench.data",))
 
 register_method = METHODS.register

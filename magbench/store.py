@@ -8,8 +8,11 @@ Layout of a run folder::
                                time and fsynced. A single process writes samples.jsonl; sharded
                                runs write samples.<shard>.jsonl; readers merge every file.
     RUN/previews/ID.npz        small uint8 frame strips for reports (no pickle: arrays only)
+    RUN/frames/ID.npz          the generated target segment, uint8 T x H x W x 3, lossless
+                               (what `magbench score` scores again); off with --no-keep-frames
+    RUN/fatal.json             why the run stopped, if it did: {error, error_type, traceback, at}
     RUN/videos/ID.mp4          generated target segment, with --save-videos
-    RUN/.run.lock              held by the invocation that launched the run (runners/locking.py)
+    RUN/.run.lock              held by the invocation that launched the run (magbench/locking.py)
     RUN/.samples*.jsonl.lock   held by the process appending to that record file
     RUN/shards.json            the shard plan of a sharded run (runners/sharding.py)
     RUN/slurm/                 submitit logs of a SLURM launch
@@ -22,12 +25,17 @@ A record (``status`` "ok" or "failed")::
      "metrics":   {"psnr": 31.2, "lpips": 0.12, ...},            # scalars for leaderboards
      "per_frame": {"psnr": [...], ...},                          # index = frames since switch
      "extra":     {"bestmatch_indices": [...], "seconds_since_leave": [...], ...},
-     "timing":    {"memorize_s", "generate_s", "first_block_s", "block_s": [...],
-                   "block_frames": [...], "fps", "block_p50_s", "block_p95_s", "decode_s"?,
-                   "fps_without_decode"?},
-     "memory":    {"peak_device_bytes", "peak_rss_bytes", "kv_bytes_end", "kv_bytes_peak",
+     "timing":    {"reset_s", "memorize_s", "generate_s", "memory_bytes_s",
+                   "remember_ground_truth_s" (in generate_s; null unless that memory source),
+                   "method_s" (all four), "first_block_s", "block_s": [...], "block_frames": [...],
+                   "fps" (target frames / generate_s), "e2e_fps" (target frames / method_s),
+                   "block_p50_s", "block_p95_s", "warmup", "decode_s"?, "fps_without_decode"?},
+     "memory":    {"peak_device_bytes" (allocated), "peak_device_reserved_bytes",
+                   "device_growth_bytes" (allocated at the end - after load; measured),
+                   "peak_rss_bytes", "kv_bytes_end", "kv_bytes_peak" (self-reported),
                    "kv_bytes_per_block": [...], "frames_per_block": [...]},
-     "preview": "previews/ID.npz" | null, "video": "videos/ID.mp4" | null,
+     "preview": "previews/ID.npz" | null, "frames": "frames/ID.npz" | null,
+     "video": "videos/ID.mp4" | null,
      "finished_at": ISO time}
 
 A SIGKILL can at worst leave one partial last line: readers report and skip it, and the sample
@@ -43,10 +51,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
+
 from magbench.errors import MagbenchError, RunConfigMismatchError
 
 MANIFEST = "manifest.json"
 RECORDS_GLOB = "samples*.jsonl"
+FATAL = "fatal.json"  # a run's fatal error: {error, error_type, traceback, at}
+FRAMES_DIR = "frames"  # generated frames, lossless, for `magbench score`
+
+
+def records_name(rank: int = 0, world_size: int = 1) -> str:
+    """The record file of shard ``rank`` of ``world_size``; one shard writes ``samples.jsonl``."""
+    if world_size == 1:
+        return "samples.jsonl"
+    return f"samples.{rank}-of-{world_size}.jsonl"
+
+
+def lock_name(records: str) -> str:
+    """The lock file held by the process appending to record file ``records``."""
+    return f".{records}.lock"
+
+
+def safe_name(name: str) -> str:
+    """A sample id or run name as a file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def file_mode() -> int:
+    """The mode open() gives a new file under the current umask (mkstemp's are owner-only)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -57,6 +93,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
+            os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -180,6 +217,29 @@ class RunDir:
             merged[rec["sample_id"]] = rec
         return list(merged.values())
 
+    def discard_if_empty(self) -> bool:
+        """Remove a run folder that holds no result (no record file, no kept frame): what a run
+        that failed before its first sample leaves. True if removed."""
+        if self.record_files() or any(self.path.glob(f"{FRAMES_DIR}/*.npz")):
+            return False
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+        return True
+
+    def write_fatal(self, exc: BaseException, tb: str) -> None:
+        import datetime as _dt
+
+        atomic_write_json(self.path / FATAL, {
+            "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            "error_type": type(exc).__name__,
+            "traceback": tb,
+            "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+
+    def clear_fatal(self) -> None:
+        (self.path / FATAL).unlink(missing_ok=True)
+
     def done_ids(self, include_failed: bool = True) -> set[str]:
         return {
             r["sample_id"]
@@ -209,7 +269,7 @@ class RecordWriter:
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(_finite(record), sort_keys=True, default=_json_default) + "\n"
         data = line.encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             # One write(2) of the whole line: O_APPEND keeps concurrent appenders' lines whole.
             written = os.write(fd, data)
@@ -218,6 +278,38 @@ class RecordWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def save_frames(run_path: Path, sample_id: str, frames: np.ndarray) -> str:
+    """Keep a sample's generated frames (uint8 T x H x W x 3, lossless, compressed ``.npz``, no
+    pickle) so that ``magbench score`` can score them again; returns the path relative to the
+    run folder."""
+    rel = Path(FRAMES_DIR) / f"{safe_name(sample_id)}.npz"
+    path = Path(run_path) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, generated=np.ascontiguousarray(frames, dtype=np.uint8))
+    os.chmod(tmp, file_mode())
+    os.replace(tmp, path)
+    return rel.as_posix()
+
+
+def load_frames(run_path: Path, rel: str) -> np.ndarray:
+    path = Path(run_path) / rel
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["generated"]
+    except FileNotFoundError:
+        raise MagbenchError(f"{path}: kept frames missing; regenerate the sample with `magbench run --retry-failed`") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise MagbenchError(f"{path}: unreadable kept frames ({exc})") from exc
+
+
+def rewrite_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace record file ``path`` with ``records``, atomically (readers see the old file or
+    the new one). Hold the file's record lock while doing it."""
+    text = "".join(json.dumps(_finite(r), sort_keys=True, default=_json_default) + "\n" for r in records)
+    atomic_write_text(Path(path), text)
 
 
 def find_runs(paths: Iterable[Path | str]) -> list[RunDir]:

@@ -22,9 +22,11 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table as CSV here (e.g. leaderboard.csv)."),
         primary: Optional[str] = typer.Option(None, "--primary", help="Metric to rank by (default bestmatch_lpips, else lpips, else the first)."),
         metric: List[str] = typer.Option([], "--metric", "-m", help="Metric columns to show in the terminal (repeatable; the CSV has all)."),
+        with_paper: bool = typer.Option(False, "--with-paper", help="Also show the MAG paper's published MAG-Bench table beside the measured rows (and, with --out X.csv, write it to X.paper.csv); never mixed into the leaderboard."),
     ) -> None:
         """Leaderboard over runs: mean and 95% bootstrap CI per metric, efficiency, one row per method config."""
         from rich.console import Console
+        from rich.markup import escape
 
         from magbench.reports.leaderboard import build, rich_table, write_leaderboard
 
@@ -32,11 +34,19 @@ def register(app: typer.Typer) -> None:
         console, err = Console(), Console(stderr=True)
         _print_problems(err, lb.problems)
         for note in lb.notes:
-            err.print(f"[yellow]note:[/] {note}", highlight=False)
+            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         console.print(rich_table(lb.frame, metrics=metric or None))
         if out is not None:
             write_leaderboard(lb.frame, out)
             err.print(f"wrote {out}", highlight=False)
+        if with_paper:
+            from magbench.reports.paper import rich_table as paper_table, side_by_side
+
+            table = side_by_side(lb)
+            console.print(paper_table(table))
+            if out is not None:
+                write_leaderboard(table, out.with_suffix(".paper.csv"))
+                err.print(f"wrote {out.with_suffix('.paper.csv')}", highlight=False)
 
     @app.command("report")
     def report_cmd(
@@ -62,6 +72,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Paired comparison of two runs on their shared samples, with bootstrap CIs and verdicts."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         from magbench.reports import fmt
@@ -76,6 +87,8 @@ def register(app: typer.Typer) -> None:
         for d in c.diffs:
             table.add_row(d.key, str(d.n), fmt.num(d.mean_a), fmt.num(d.mean_b), fmt.ci(d.diff, d.ci_low, d.ci_high))
         console.print(table)
+        for note in c.notes:
+            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         # Verdicts as plain lines: they are sentences, and a table column would wrap them.
         for d in c.diffs:
             style = {"B": "green", "A": "red"}.get(d.better or "", "dim")

@@ -8,18 +8,20 @@ verdict respects the key's direction (``higher_is_better`` in the manifests)::
     no significant difference on ssim (B - A = 0.003 [-0.01, 0.02])
 
 "Better by" is always a positive amount of improvement, with its interval in the same sense.
-A difference is called significant when the interval excludes zero. Runs on different datasets
-or protocols are refused: their numbers measure different things.
+A difference is called significant when the interval excludes zero. Only samples both runs
+finished are paired, so a run that fails the hard samples is never compared on an easier subset;
+``Comparison.notes`` says what each run failed or lacks. Runs on different datasets or protocols
+(the memory source included: history context and GT context are different settings) are refused:
+their numbers measure different things.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import pandas as pd
 
 from magbench.reports import fmt
 from magbench.reports.errors import IncompatibleRunsError, NoSharedSamplesError, ReportError, UnknownMetricError
@@ -48,15 +50,7 @@ class Comparison:
     run_b: Run
     shared: list[str]
     diffs: list[MetricDiff] = field(default_factory=list)
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(d) for d in self.diffs])
-
-    def verdicts(self) -> list[str]:
-        return [d.verdict for d in self.diffs]
-
-    def summary(self) -> str:
-        return "; ".join(self.verdicts())
+    notes: list[str] = field(default_factory=list)  # failures and samples left out of the pairing
 
 
 def compare(
@@ -72,6 +66,12 @@ def compare(
         raise IncompatibleRunsError(
             f"{a.path} is on dataset {a.dataset}@{a.dataset_revision or '?'} but {b.path} on "
             f"{b.dataset}@{b.dataset_revision or '?'}; compare runs of the same dataset"
+        )
+    if a.memory_source != b.memory_source:
+        raise IncompatibleRunsError(
+            f"{a.path} wrote its memory from {a.memory_source} frames but {b.path} from {b.memory_source} "
+            "frames (--memory-source): history context and GT context are different settings; "
+            "compare runs of the same memory source"
         )
     if a.protocol != b.protocol:
         diff = ", ".join(
@@ -102,7 +102,7 @@ def compare(
             )
         common = list(metrics)
     info = merged_key_info([a, b])
-    out = Comparison(a, b, shared)
+    out = Comparison(a, b, shared, notes=_coverage_notes(a, b, shared))
     for k in common:
         va = [_value(ok_a[s], k) for s in shared]
         vb = [_value(ok_b[s], k) for s in shared]
@@ -119,6 +119,23 @@ def compare(
             diff=diff, ci_low=low, ci_high=high, higher_is_better=hib, verdict=verdict, better=better,
         ))
     return out
+
+
+def _coverage_notes(a: Run, b: Run, shared: list[str]) -> list[str]:
+    """What each run failed or lacks: every verdict is on the ``shared`` samples only."""
+    notes = []
+    for label, run, other in (("A", a, b), ("B", b, a)):
+        failed = [r["sample_id"] for r in run.records if r.get("status") != "ok"]
+        own_ids = {r["sample_id"] for r in run.records}
+        missing = [r["sample_id"] for r in other.records if r["sample_id"] not in own_ids]
+        if failed:
+            shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
+            notes.append(f"{label} ({run.method}) failed {len(failed)} sample(s) ({shown}): left out of every comparison")
+        if missing:
+            notes.append(f"{label} ({run.method}) has no record of {len(missing)} sample(s) the other run has: left out")
+    if notes:
+        notes.append(f"all differences are on the {len(shared)} sample(s) both runs finished")
+    return notes
 
 
 def _verdict(key: str, diff: float, low: float, high: float, hib: bool | None, n: int) -> tuple[str | None, str]:

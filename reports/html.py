@@ -27,6 +27,7 @@ from markupsafe import Markup
 import magbench
 from magbench.reports import fmt, plots
 from magbench.reports.leaderboard import Group, Leaderboard, build
+from magbench.reports.paper import html_context as paper_section
 from magbench.reports.previews import PreviewError, load_preview, png_uri, side_by_side_gif_uri
 from magbench.reports.runs import Run, higher_is_better
 from magbench.reports.stats import N_RESAMPLES, SEED
@@ -55,7 +56,8 @@ def report(
     return out
 
 
-def render(lb: Leaderboard, title: str = "MAG-Bench report", max_samples: int = MAX_SAMPLES) -> str:
+def render(lb: Leaderboard, title: str = "MAG-Bench report", max_samples: int = MAX_SAMPLES, paper: bool = True) -> str:
+    """``paper``: add the MAG paper's published table beside the measured rows (reports/paper.py)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,  # every {{ }} is escaped; only our own CSS/JS is marked safe
@@ -89,6 +91,7 @@ def render(lb: Leaderboard, title: str = "MAG-Bench report", max_samples: int = 
         warnings=warnings,
         sections=sections,
         manifests=[_manifest(r) for r in lb.runs],
+        paper=paper_section(lb) if paper else None,
         css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
         js=Markup((TEMPLATES / "report.js").read_text(encoding="utf-8")),
     )
@@ -120,8 +123,14 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
     info = lb.key_info
     dataset, protocol = rows[0].group.comparison
     for r in rows:
-        if r.values["n_failed"]:
-            warnings.append(f"{r.label} on {dataset}: {int(r.values['n_failed'])} sample(s) failed and are not in its means.")
+        if r.values["status"] != "ok":  # failed samples, or a run that failed or stopped: with the cause
+            ranked = ("not ranked" if r.values["status"] in ("failed", "empty")
+                      else f"every row here is ranked on the {int(r.values['n_common'])} samples all ranked rows finished")
+            warnings.append(f"{r.label} on {dataset} ({r.values['status']}): {r.values['cause']}; {ranked}.")
+        if r.values.get("n_video_flags"):  # the protocol's 16 fps check (records' video_check)
+            warnings.append(f"{r.label} on {dataset}: {int(r.values['n_video_flags'])} sample(s) whose video is not at "
+                            "the protocol's 16 fps (container frame rate, or frame count against the CSV duration); "
+                            "each record's video_check says what was found and done.")
     return {
         "anchor": f"cmp{n}",
         "dataset": dataset,
@@ -263,10 +272,12 @@ def _summary(rows: list[_Row], primary: str | None, info: dict[str, Any]) -> dic
 EFFICIENCY = [
     # (title, column, first click, formatter, hint)
     ("FPS", "fps_mean", "desc", fmt.num, "generated frames per second, mean over samples (95% CI)"),
+    ("e2e FPS", "e2e_fps_mean", "desc", fmt.num, "target frames per second of all method time: reset + memorize + generate + memory accounting"),
     ("first block", "first_block_s_mean", "asc", fmt.seconds, "time to the first generated block, mean"),
     ("block p50", "block_p50_s", "asc", fmt.seconds, "median latency of a block, over all blocks"),
     ("block p95", "block_p95_s", "asc", fmt.seconds, "95th percentile latency of a block"),
     ("peak VRAM", "peak_vram_bytes", "asc", fmt.nbytes, "peak device memory (– when not recorded, e.g. CPU)"),
+    ("VRAM growth", "device_growth_bytes_mean", "asc", fmt.nbytes, "device memory allocated at the end beyond the loaded method, mean (measured; compare KV end, self-reported)"),
     ("peak RSS", "peak_rss_bytes", "asc", fmt.nbytes, "peak host memory"),
     ("KV end", "kv_bytes_end_mean", "asc", fmt.nbytes, "memory (KV cache) held at the end, mean"),
     ("KV peak", "kv_bytes_peak", "asc", fmt.nbytes, "largest memory (KV cache) held"),
@@ -282,7 +293,7 @@ def _tables(rows: list[_Row], keys: list[str], primary: str | None, info: dict[s
     ident = [
         _head("#", "rank by the primary metric", "asc"),
         _head("method", "method and its options", "asc"),
-        _head("samples", "scored samples (failed ones in red)", "desc"),
+        _head("samples", "samples every ranked row finished: the means are over these (this row's failures in red)", "desc"),
     ]
     quality = list(ident)
     for k in keys:
@@ -303,8 +314,8 @@ def _tables(rows: list[_Row], keys: list[str], primary: str | None, info: dict[s
         v = r.values
         cells = [
             _cell(str(rank), rank),
-            _cell(v["method"], r.label.lower(), method=True, config=None if v["method_config"] == "default" else v["method_config"]),
-            _cell(str(int(v["n_samples"])), int(v["n_samples"]), failed=int(v["n_failed"])),
+            _cell(v["method"], r.label.lower(), method=True, config=_config_note(v)),
+            _cell(str(int(v["n_common"])), int(v["n_common"]), failed=int(v["n_failed"])),
         ]
         q = list(cells)
         for k in keys:
@@ -325,6 +336,14 @@ def _tables(rows: list[_Row], keys: list[str], primary: str | None, info: dict[s
         {"id": "efficiency", "title": "Efficiency", "columns": efficiency, "rows": e_rows,
          "hint": "Speed and memory, from the same runs. Block latencies are pooled over every block of every sample."},
     ]
+
+
+def _config_note(v: dict[str, Any]) -> str | None:
+    """Under the method name: its options, and for a run that cannot be ranked, why."""
+    config = None if v["method_config"] == "default" else v["method_config"]
+    if v.get("status") in ("failed", "empty"):
+        config = (f"{config} · " if config else "") + f"not ranked ({v['status']}): {v['cause']}"
+    return config
 
 
 def _cell(text: str, sort: Any, method: bool = False, config: str | None = None, failed: int = 0,

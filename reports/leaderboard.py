@@ -1,10 +1,12 @@
 """The leaderboard: one row per (method, method config, dataset, protocol).
 
 Runs that share all four are pooled (shards, or the same config run in several folders); runs
-that differ in dataset (id or revision) or protocol (any setting) get separate rows and are
-**never averaged together**. Rows are sorted by dataset, then protocol, then the primary metric,
-best first (NaN last). A note in ``df.attrs["notes"]`` says when more than one dataset/protocol
-is present.
+that differ in dataset (id or revision) or protocol (any setting, the memory source included) get
+separate rows and are **never averaged together**. Within one dataset and protocol, every row is
+scored on the samples all its ranked rows finished (``n_common``), never on its own easier subset.
+Rows are sorted by dataset, then protocol, then the primary metric, best first (NaN last; on a
+tie, a row without failures first). Notes in ``df.attrs["notes"]`` say when more than one
+dataset/protocol is present and when rows were cut to their common samples.
 
 Columns (stable; names only ever get added):
 
@@ -14,10 +16,26 @@ Columns (stable; names only ever get added):
 ``method_config``           the method's options as compact JSON, "default" when none
 ``dataset``                 dataset id; ``dataset_revision`` its revision
 ``protocol``                protocol id, plus the settings that differ between loaded runs sharing it
+``memory_source``           where the method's memory of generated spans came from: "generated"
+                            (its own output, the paper's history context) or "ground-truth" (GT
+                            context); runs made before it was recorded read as "generated". Part of
+                            the protocol: rows that differ in it are never pooled or ranked together
 ``n_runs``, ``run_ids``     how many run folders were pooled into the row, and their ids (";"-joined)
-``n_samples``               successfully scored samples (status "ok")
+``n_samples``               samples this row finished (status "ok")
+``n_common``                samples every ranked row of the same dataset and protocol finished: the
+                            row's means, intervals and efficiency figures are over these, so a method
+                            that fails the hard samples is never ranked on an easier subset. Rows
+                            with no finished sample (``status`` "failed"/"empty") are not ranked and
+                            do not shrink the others' set
 ``n_failed``                samples recorded as failed
 ``n_corrupt_lines``         damaged lines skipped in the rows' ``samples*.jsonl`` files
+``n_video_flags``           samples whose video failed the protocol's 16 fps check (container frame
+                            rate not 16, or frame count off its CSV duration by more than a block),
+                            whatever was done about it (``record["video_check"]``; a note names them)
+``status``                  "ok" (no failed sample), "partial" (some failed: marked, ranked on the
+                            common samples), "failed" (every sample failed) or "empty" (no records)
+``cause``                   why, for rows that are not "ok": the run's fatal error (``RUN/fatal.json``)
+                            and the most frequent sample error with its count; "" otherwise
 ``<key>_mean``              mean over samples of every metric key (``psnr``, ``lpips``,
                             ``bestmatch_lpips``, ``corr_ssim``, ``subject_consistency``, ...)
 ``<key>_ci_low/_ci_high``   95% percentile-bootstrap interval of that mean (2000 resamples over
@@ -30,14 +48,22 @@ Columns (stable; names only ever get added):
                             order-preserving best match (``magbench.metrics.bestmatch``)
 ``fps_mean``                mean over samples of generated frames per second, with
                             ``fps_ci_low``/``fps_ci_high``
+``e2e_fps_mean``            mean over samples of end-to-end FPS: target frames over all of the
+                            method's time for the sample (reset + memorize + generate + memory
+                            accounting), with ``e2e_fps_ci_low``/``e2e_fps_ci_high``
 ``first_block_s_mean``      mean time to the first generated block, seconds
 ``block_p50_s``             median latency of a generated block, pooled over every block of every
                             sample; ``block_p95_s`` its 95th percentile
 ``peak_vram_bytes``         max over samples of peak device memory (``peak_device_bytes``);
                             NaN when not recorded (CPU runs)
+``peak_reserved_bytes``     max over samples of peak device memory reserved by the allocator
+``device_growth_bytes_mean`` mean over samples of device memory allocated at the end beyond what
+                            the loaded method held (measured; compare with ``kv_bytes_end_mean``)
 ``peak_rss_bytes``          max over samples of peak host memory
 ``kv_bytes_end_mean``       mean over samples of the method's memory (KV cache) at the end
 ``kv_bytes_peak``           max over samples of that memory's peak
+``<key>_mean_all_finished`` mean over every sample the row finished (``n_samples``), for reference
+                            only: rows with different failures are not comparable on it
 ==========================  ==========================================================================
 
 ``df.attrs`` carries ``primary`` (the sort key), ``key_info`` (``higher_is_better``/``best`` per
@@ -57,14 +83,17 @@ import pandas as pd
 
 from magbench.reports import fmt
 from magbench.reports.errors import UnknownMetricError
+from magbench.errors import MagbenchError
 from magbench.reports.runs import (
     Run,
     choose_primary,
+    fatal_line,
     higher_is_better,
     load_runs,
     merged_key_info,
     metric_keys,
     protocol_labels,
+    stopped_without_manifest,
 )
 from magbench.reports.stats import N_RESAMPLES, SEED, bootstrap_ci, clean
 from magbench.store import atomic_write_text
@@ -73,13 +102,14 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 ID_COLUMNS = [
-    "method", "kind", "method_config", "dataset", "dataset_revision", "protocol", "n_runs", "run_ids",
-    "n_samples", "n_failed", "n_corrupt_lines",
+    "method", "kind", "method_config", "dataset", "dataset_revision", "protocol", "memory_source", "n_runs",
+    "run_ids", "n_samples", "n_common", "n_failed", "n_corrupt_lines", "n_video_flags", "status", "cause",
 ]
 TERMINAL_KEYS = ("lpips", "psnr", "ssim")
 EFFICIENCY_COLUMNS = [
     "fps_mean", "fps_ci_low", "fps_ci_high", "first_block_s_mean", "block_p50_s", "block_p95_s",
     "peak_vram_bytes", "peak_rss_bytes", "kv_bytes_end_mean", "kv_bytes_peak",
+    "e2e_fps_mean", "e2e_fps_ci_low", "e2e_fps_ci_high", "peak_reserved_bytes", "device_growth_bytes_mean",
 ]
 
 
@@ -89,6 +119,8 @@ class Group:
 
     runs: list[Run]
     protocol_label: str
+    # Samples every ranked row of this dataset/protocol finished (set by ``build``); None: all own.
+    common_ids: list[str] | None = None
 
     @property
     def first(self) -> Run:
@@ -101,6 +133,55 @@ class Group:
     @property
     def ok_records(self) -> list[dict[str, Any]]:
         return [r for run in self.runs for r in run.ok_records()]
+
+    @property
+    def ranked_records(self) -> list[dict[str, Any]]:
+        """The finished records the row is ranked on: those of the common samples."""
+        if self.common_ids is None:
+            return self.ok_records
+        common = set(self.common_ids)
+        return [r for r in self.ok_records if r["sample_id"] in common]
+
+    @property
+    def flagged_records(self) -> list[dict[str, Any]]:
+        """Records (any status) whose video failed the protocol's frame-rate check."""
+        return [r for r in self.records if (r.get("video_check") or {}).get("flags")]
+
+    @property
+    def ok_ids(self) -> list[str]:
+        return list(dict.fromkeys(r["sample_id"] for r in self.ok_records))
+
+    @property
+    def status(self) -> str:
+        """"ok", "partial" (some samples failed), "failed" (all failed) or "empty" (no records)."""
+        records = self.records
+        ok = len(self.ok_records)
+        if not records:
+            return "empty"
+        if ok == 0:
+            return "failed"
+        return "ok" if ok == len(records) else "partial"
+
+    def cause(self) -> str:
+        """Why the row is not "ok": fatal errors of its runs, then its most frequent sample error."""
+        parts: list[str] = []
+        for run in self.runs:
+            fatal = run.fatal()
+            if fatal is not None:
+                where = f"{run.run_id} " if len(self.runs) > 1 else ""
+                parts.append(f"{where}run stopped: {fatal_line(fatal)}")
+        errors = [str(r.get("error") or r.get("error_type") or "unknown error") for r in self.records if r.get("status") != "ok"]
+        if errors:
+            counts: dict[str, int] = {}
+            for e in errors:
+                line = e.strip().splitlines()[0] if e.strip() else "unknown error"
+                counts[line] = counts.get(line, 0) + 1
+            top, n = max(counts.items(), key=lambda kv: kv[1])
+            others = len(errors) - n
+            parts.append(f"{n} sample(s) failed: {top}" + (f" (+{others} with other errors)" if others else ""))
+        if not self.records and not parts:
+            parts.append("no sample records: the run stopped before its first sample, or has not finished one yet")
+        return "; ".join(parts)
 
     @property
     def comparison(self) -> tuple[str, str]:
@@ -140,7 +221,15 @@ def build(
     seed: int = SEED,
 ) -> Leaderboard:
     """Load ``run_dirs`` and compute the leaderboard (see the module docstring for columns)."""
-    runs = load_runs(run_dirs)
+    run_dirs = list(run_dirs)
+    stopped = stopped_without_manifest(run_dirs)
+    try:
+        runs = load_runs(run_dirs)
+    except MagbenchError as exc:
+        if not stopped:
+            raise
+        listed = "; ".join(f"{p}: {fatal_line(f)}" for p, f in stopped)
+        raise MagbenchError(f"{exc}; runs that stopped before writing their manifest: {listed}") from None
     keys = metric_keys(runs)
     info = merged_key_info(runs)
     if primary is not None and primary not in keys:
@@ -149,6 +238,7 @@ def build(
         )
     primary = choose_primary(keys, primary)
     groups = group_runs(runs)
+    cut = set_common_samples(groups)
     rows = [_row(g, keys, n_resamples, seed) for g in groups]
     frame = pd.DataFrame(rows, columns=_columns(keys))
     order = _sort_order(frame, primary, info)
@@ -164,10 +254,67 @@ def build(
             "They are kept in separate rows and never averaged together; compare rows only within "
             "one dataset and protocol."
         )
+    for key, n_common in cut.items():
+        ranked = [g for g in groups if g.first.comparison_key() == key and g.ok_records]
+        dataset, protocol = ranked[0].comparison
+        most = max(len(g.ok_ids) for g in ranked)
+        short = [f"{_name(g)} ({len(g.ok_ids)} finished, {len(g.records) - len(g.ok_records)} failed)"
+                 for g in ranked if len(g.ok_ids) < most]
+        cut_rows = [f"{_name(g)} ({len(g.ok_ids)})" for g in ranked if len(g.ok_ids) > n_common]
+        notes.append(
+            f"{dataset} / {protocol}: every row is ranked on the {n_common} sample(s) all ranked rows finished, "
+            f"because of {', '.join(short) if short else 'rows that finished different samples'}; "
+            f"rows cut to them from their own: {', '.join(cut_rows)}. "
+            "Means over each row's own samples are in <key>_mean_all_finished."
+            + ("" if n_common else " No sample was finished by every row, so none has a mean: run them on the same "
+               "samples, or use `magbench compare` on two of them.")
+        )
+    for g in groups:
+        flagged = g.flagged_records
+        if flagged:
+            shown = "; ".join(
+                f"{r['sample_id']}: {', '.join(r['video_check'].get('problems') or r['video_check']['flags'])} "
+                f"({r['video_check'].get('action')})"
+                for r in flagged[:3]
+            )
+            notes.append(f"{_name(g)} on {g.first.dataset}: {len(flagged)} sample(s) with video flags ({shown}"
+                         + ("; ..." if len(flagged) > 3 else "") + ")")
+        if g.status in ("failed", "empty"):
+            notes.append(f"{_name(g)} on {g.first.dataset} is not ranked ({g.status}): {g.cause()}")
+    for folder, fatal in stopped:
+        notes.append(f"{folder} stopped before writing its manifest: {fatal_line(fatal)}")
     problems = [str(p) for run in runs for p in run.problems]
     lb = Leaderboard(frame, groups, runs, primary, info, keys, notes, problems)
     frame.attrs.update(primary=primary, key_info=info, metric_keys=keys, notes=notes, problems=problems)
     return lb
+
+
+def set_common_samples(groups: Sequence[Group]) -> dict[tuple[str, ...], int]:
+    """Give each group the samples every ranked group of its dataset (and revision) and protocol
+    finished.
+
+    Groups with no finished sample are not ranked and leave the set alone. Returns, for each
+    comparison key (``Run.comparison_key``) where some row was cut to fewer samples than it
+    finished, the common count.
+    """
+    cut: dict[tuple[str, ...], int] = {}
+    for key in dict.fromkeys(g.first.comparison_key() for g in groups):
+        members = [g for g in groups if g.first.comparison_key() == key]
+        ranked = [g for g in members if g.ok_records]
+        common = ranked[0].ok_ids if ranked else []
+        for g in ranked[1:]:
+            ids = set(g.ok_ids)
+            common = [s for s in common if s in ids]
+        for g in members:
+            g.common_ids = common
+        if any(len(g.ok_ids) > len(common) for g in ranked):
+            cut[key] = len(common)
+    return cut
+
+
+def _name(group: Group) -> str:
+    run = group.first
+    return run.method + ("" if run.method_config == "default" else f" {run.method_config}")
 
 
 def leaderboard(
@@ -191,12 +338,14 @@ def _columns(keys: Sequence[str]) -> list[str]:
     cols = list(ID_COLUMNS)
     for k in keys:
         cols += [f"{k}_mean", f"{k}_ci_low", f"{k}_ci_high"]
-    return cols + EFFICIENCY_COLUMNS
+    return cols + EFFICIENCY_COLUMNS + [f"{k}_mean_all_finished" for k in keys]
 
 
 def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict[str, Any]:
     run = group.first
-    ok = group.ok_records
+    finished = group.ok_records
+    ok = group.ranked_records  # what the row is ranked on: the common samples
+    status = group.status
     row: dict[str, Any] = {
         "method": run.method,
         "kind": run.kind,
@@ -204,11 +353,16 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
         "dataset": run.dataset,
         "dataset_revision": run.dataset_revision,
         "protocol": group.protocol_label,
+        "memory_source": run.memory_source,
         "n_runs": len(group.runs),
         "run_ids": ";".join(r.run_id for r in group.runs),
-        "n_samples": len(ok),
-        "n_failed": len(group.records) - len(ok),
+        "n_samples": len(finished),
+        "n_common": len(ok),
+        "n_failed": len(group.records) - len(finished),
         "n_corrupt_lines": sum(len(r.problems) for r in group.runs),
+        "n_video_flags": len(group.flagged_records),
+        "status": status,
+        "cause": "" if status == "ok" else group.cause(),
     }
     for k in keys:
         weighted = _pair_weighted(ok, k)
@@ -222,6 +376,8 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
     memory = [r.get("memory") or {} for r in ok]
     fps, fps_low, fps_high = bootstrap_ci([t.get("fps") for t in timing], n_resamples, seed=seed)
     blocks = clean([b for t in timing for b in (t.get("block_s") or [])])
+    # For reference only: each metric over every sample the row finished, not just the common ones.
+    row.update({f"{k}_mean_all_finished": _mean([(r.get("metrics") or {}).get(k) for r in finished]) for k in keys})
     row.update(
         fps_mean=fps,
         fps_ci_low=fps_low,
@@ -233,6 +389,12 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
         peak_rss_bytes=_max([m.get("peak_rss_bytes") for m in memory]),
         kv_bytes_end_mean=_mean([m.get("kv_bytes_end") for m in memory]),
         kv_bytes_peak=_max([m.get("kv_bytes_peak") for m in memory]),
+    )
+    e2e, e2e_low, e2e_high = bootstrap_ci([t.get("e2e_fps") for t in timing], n_resamples, seed=seed)
+    row.update(
+        e2e_fps_mean=e2e, e2e_fps_ci_low=e2e_low, e2e_fps_ci_high=e2e_high,
+        peak_reserved_bytes=_max([m.get("peak_device_reserved_bytes") for m in memory]),
+        device_growth_bytes_mean=_mean([m.get("device_growth_bytes") for m in memory]),
     )
     return row
 
@@ -284,7 +446,8 @@ def _sort_order(frame: pd.DataFrame, primary: str | None, info: dict[str, dict[s
         v = row[col] if col else math.nan
         missing = fmt.is_missing(v)
         score = 0.0 if missing else (-float(v) if hib else float(v))
-        return (row["dataset"], row["protocol"], missing, score, row["method"], row["method_config"])
+        # On a tie a row with failures goes below: it never outranks one that finished everything.
+        return (row["dataset"], row["protocol"], missing, score, int(row["n_failed"]) > 0, row["method"], row["method_config"])
 
     return sorted(range(len(frame)), key=key)
 
@@ -292,9 +455,10 @@ def _sort_order(frame: pd.DataFrame, primary: str | None, info: dict[str, dict[s
 def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table":
     """The leaderboard for the terminal: metrics as "mean [95% CI]", sanity methods marked."""
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
-    derived = [c[: -len("_ci_low")] for c in df.columns if c.endswith("_ci_low") and c != "fps_ci_low"]
+    derived = [c[: -len("_ci_low")] for c in df.columns if c.endswith("_ci_low") and c not in ("fps_ci_low", "e2e_fps_ci_low")]
     available = list(df.attrs.get("metric_keys") or derived)
     primary = df.attrs.get("primary")
     if metrics:
@@ -305,34 +469,46 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
         keys = [k for k in dict.fromkeys([primary, *TERMINAL_KEYS]) if k in available] or available[:4]
     info = df.attrs.get("key_info") or {}
     multi = df[["dataset", "protocol"]].drop_duplicates().shape[0] > 1
-    table = Table(title="MAG-Bench leaderboard", caption="mean [95% bootstrap CI] over samples; ↑ higher / ↓ lower is better",
+    # The memory source decides what a row measures (history vs GT context): always visible when set.
+    sources = set(df["memory_source"]) if "memory_source" in df else {"generated"}
+    show_source = sources != {"generated"}
+    table = Table(title="MAG-Bench leaderboard",
+                  caption="mean [95% bootstrap CI] over the samples every ranked method finished (n); ↑ higher / ↓ lower is better",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     longest = max([len(str(m)) for m in df["method"]] + [6])
     table.add_column("method", overflow="fold", min_width=min(longest, 24))
     if multi:
-        table.add_column("dataset / protocol")
+        table.add_column("dataset / protocol", overflow="fold")
+    if show_source:
+        table.add_column("memory source")
     table.add_column("n", justify="right")
     for k in keys:
         arrow = {True: " ↑", False: " ↓"}.get(higher_is_better(k, info), "")
         table.add_column(("* " if k == primary else "") + k + arrow, justify="right", overflow="fold", min_width=9)
     vram = bool(df["peak_vram_bytes"].notna().any()) if len(df) else False  # CPU runs record none
-    for col in ("FPS", "p50 block", *(["peak VRAM"] if vram else []), "KV end"):
+    for col in ("FPS", "e2e FPS", "p50 block", *(["peak VRAM"] if vram else []), "KV end"):
         table.add_column(col, justify="right", overflow="fold")
     for _, r in df.iterrows():
-        name = r["method"] + ("" if r["method_config"] == "default" else f" {r['method_config']}")
+        name = escape(r["method"] + ("" if r["method_config"] == "default" else f" {r['method_config']}"))
         if r["kind"] != "method":
             name += f"\n[dim]({r['kind']})[/]"
         cells = [name]
         if multi:
             cells.append(f"{r['dataset']} / {r['protocol']}")
-        n = str(int(r["n_samples"]))
+        if show_source:
+            cells.append(str(r["memory_source"]))
+        if r["status"] in ("failed", "empty"):  # the cause is in the notes printed above the table
+            cells[0] += f"\n[red]not ranked ({r['status']})[/]"
+        n = str(int(r["n_common"]))
+        if int(r["n_samples"]) != int(r["n_common"]):
+            n += f" [dim]of {int(r['n_samples'])}[/]"
         if r["n_failed"]:
-            n += f" [red]+{int(r['n_failed'])} failed[/]"
+            n += f"\n[red]⚠ {int(r['n_failed'])} failed[/]"
         cells.append(n)
         for k in keys:
             # The interval on its own line keeps columns narrow enough for a terminal.
             cells.append(fmt.ci(r.get(f"{k}_mean"), r.get(f"{k}_ci_low"), r.get(f"{k}_ci_high")).replace(" [", "\n[", 1))
-        cells += [fmt.num(r["fps_mean"]), fmt.seconds(r["block_p50_s"]), *([fmt.nbytes(r["peak_vram_bytes"])] if vram else []),
+        cells += [fmt.num(r["fps_mean"]), fmt.num(r.get("e2e_fps_mean")), fmt.seconds(r["block_p50_s"]), *([fmt.nbytes(r["peak_vram_bytes"])] if vram else []),
                   fmt.nbytes(r["kv_bytes_end_mean"])]
         table.add_row(*cells, style="dim" if r["kind"] != "method" else None)
     return table

@@ -85,3 +85,37 @@ def side_by_side_gif_uri(target: np.ndarray, generated: np.ndarray) -> str:
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=GIF_FRAME_MS, loop=0, optimize=False, disposal=1)
     return "data:image/gif;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def write_preview(
+    run_path: Path, sample_id: str, target: "torch.Tensor", generated: "torch.Tensor",
+    bestmatch_indices: list[int] | None = None, max_frames: int = 16, max_width: int = 192,
+) -> str:
+    """Write ``previews/ID.npz`` (the arrays :func:`load_preview` reads); returns its path
+    relative to the run folder. Up to ``max_frames`` frames spread over the target segment,
+    at most ``max_width`` pixels wide, uint8, no pickle."""
+    import os
+
+    import torch
+
+    from magbench.data.video_io import resize_frames, to_uint8_frames
+    from magbench.store import safe_name
+
+    k = min(max_frames, target.shape[0])
+    idx = np.unique(np.linspace(0, target.shape[0] - 1, k).round().astype(int))
+    scale = min(1.0, max_width / target.shape[-1])
+    size = (max(2, round(target.shape[-2] * scale)), max(2, round(target.shape[-1] * scale)))
+
+    def small(x: "torch.Tensor") -> np.ndarray:
+        return to_uint8_frames(resize_frames(x[idx], size) if scale < 1 else x[idx])
+
+    arrays = {"target": small(target), "generated": small(generated), "frame_index": idx}
+    if bestmatch_indices is not None and len(bestmatch_indices) == target.shape[0]:
+        arrays["bestmatch_target"] = small(target[torch.as_tensor(bestmatch_indices)])
+    rel = Path("previews") / f"{safe_name(sample_id)}.npz"
+    path = Path(run_path) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return rel.as_posix()

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from magbench.store import CorruptLine, RunDir, find_runs
+from magbench.store import FATAL, CorruptLine, RunDir, find_runs
 
 # The metrics a report prefers to rank by, best first (lower is better for all three).
 PRIMARY_PREFERENCE = ("bestmatch_lpips", "lpips")
+# Protocol settings added after runs were already made, with the value those runs had in effect:
+# an old run reads as if it had recorded it, so it still pools with new runs of the same setting.
+PROTOCOL_DEFAULTS = {"memory_source": "generated"}
 
 
 @dataclass
@@ -42,7 +46,11 @@ class Run:
 
     @property
     def method_config(self) -> str:
-        """The method's options as compact JSON ("default" when it has none)."""
+        """The method's options as compact JSON ("default" when it has none). Manifests that
+        record resolved options (every default included) name the changed ones apart."""
+        changed = (self.manifest.get("method") or {}).get("options_changed")
+        if changed is not None:
+            return _compact(changed) if changed else "default"
         cfg = (self.manifest.get("method") or {}).get("config") or {}
         options = cfg.get("options", {k: v for k, v in cfg.items() if k != "name"})
         return _compact(options) if options else "default"
@@ -57,7 +65,30 @@ class Run:
 
     @property
     def protocol(self) -> dict[str, Any]:
-        return dict(self.manifest.get("protocol") or {})
+        """The manifest's protocol, with settings it predates filled in (``PROTOCOL_DEFAULTS``;
+        the memory source from the records where only they name it)."""
+        return dict(self._protocol)
+
+    @cached_property
+    def _protocol(self) -> dict[str, Any]:
+        proto = dict(self.manifest.get("protocol") or {})
+        if "memory_source" not in proto:
+            named = {r.get("memory_source") for r in self.records if r.get("memory_source")}
+            if len(named) == 1:
+                proto["memory_source"] = named.pop()
+        return {**PROTOCOL_DEFAULTS, **proto}
+
+    @property
+    def memory_source(self) -> str:
+        """Where the method's memory of generated spans came from ("generated" or "ground-truth")."""
+        return str(self.protocol["memory_source"])
+
+    def fatal(self) -> dict[str, Any] | None:
+        """Why the run stopped (``RUN/fatal.json``: error, error_type, traceback, at), or None.
+
+        A fatal error older than the run's last record is stale (a later invocation went on) and
+        is not reported."""
+        return read_fatal(self.path, self.records)
 
     @property
     def protocol_id(self) -> str:
@@ -68,7 +99,10 @@ class Run:
         return (self.dataset, self.dataset_revision, _compact(self.protocol))
 
     def group_key(self) -> tuple[str, ...]:
-        return (self.method, self.method_config, *self.comparison_key())
+        # The whole method configuration, not only the label: runs whose defaults differ in code
+        # are different runs even where the changed options agree.
+        config = _compact((self.manifest.get("method") or {}).get("config") or {})
+        return (self.method, self.method_config, config, *self.comparison_key())
 
     def key_info(self) -> dict[str, dict[str, Any]]:
         return dict(self.manifest.get("key_info") or {})
@@ -110,6 +144,53 @@ def load_runs(paths: Iterable[Path | str | RunDir | Run]) -> list[Run]:
         records = d.records()
         loaded.append(Run(d.path, d.manifest(), records, list(d.problems)))
     return loaded
+
+
+def read_fatal(path: Path, records: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
+    """``path/fatal.json`` as a dict (None when absent or stale); a damaged file reads as its text."""
+    f = Path(path) / FATAL
+    if not f.is_file():
+        return None
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as exc:
+        return {"error": f"{f} is unreadable ({exc})", "error_type": "unknown", "at": None}
+    at = str(data.get("at") or "")
+    later = [str(r.get("finished_at") or "") for r in records if str(r.get("finished_at") or "") > at]
+    if at and later and all(_iso_comparable(x, at) for x in later):
+        return None
+    return data
+
+
+def _iso_comparable(a: str, b: str) -> bool:
+    # ISO times compare as text only when written alike (same length, same zone suffix).
+    return len(a) == len(b) and a[-6:-5] == b[-6:-5]
+
+
+def fatal_line(fatal: dict[str, Any]) -> str:
+    """One line for a fatal error: "ErrorType: first line of the message"."""
+    msg = str(fatal.get("error") or "").strip().splitlines()
+    kind = str(fatal.get("error_type") or "").strip()
+    text = msg[0] if msg else "(no message)"
+    return f"{kind}: {text}" if kind and not text.startswith(kind) else text
+
+
+def stopped_without_manifest(paths: Iterable[Path | str | RunDir | Run]) -> list[tuple[Path, dict[str, Any]]]:
+    """Folders among ``paths`` (or directly under them) that hold a fatal error but no manifest:
+    runs that stopped before they were set up. Reports list them with their cause."""
+    out: list[tuple[Path, dict[str, Any]]] = []
+    for p in paths:
+        if isinstance(p, (Run, RunDir)):
+            continue
+        p = Path(p)
+        for folder in [p, *sorted(x.parent for x in p.glob(f"*/{FATAL}"))]:
+            if (folder / FATAL).is_file() and not (folder / "manifest.json").is_file():
+                fatal = read_fatal(folder)
+                if fatal is not None:
+                    out.append((folder, fatal))
+    return out
 
 
 def merged_key_info(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:

@@ -24,15 +24,14 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from magbench.errors import MagbenchError
 from magbench.harness import Harness, RunConfig, RunSummary
-from magbench.runners.local import merged_summary, prepare, run_path, run_shard, selected_samples
-from magbench.runners.locking import TOKEN_ENV, rank0_run_lock, run_lock
+from magbench.locking import TOKEN_ENV, rank0_run_lock, run_lock
+from magbench.runners.local import prepare, run_shard
 from magbench.runners.sharding import ShardPlan
 
 log = logging.getLogger("magbench")
@@ -142,7 +141,7 @@ def run_rank(
             _wait_for(p["pid"] for p in peers[1:])
         if env.rank != 0:
             return None, 0
-        summary = merged_summary(harness.run_dir.path, decision["ids"], decision["done_before"], harness.skipped_metrics)
+        summary = harness.summary(decision["ids"], decision["done_before"])
         return summary, 0 if summary.ok + summary.failed == summary.total else 1
     finally:
         stack.close()
@@ -164,7 +163,7 @@ def _start(harness: Harness, world_size: int, stack: contextlib.ExitStack) -> di
     """Rank 0: lock the run (held until rank 0 ends), check or create it, write the plan."""
     try:
         stack.enter_context(rank0_run_lock(harness.run_dir.path))
-        ids = [s.sample_id for s in selected_samples(harness)]
+        ids = [s.sample_id for s in harness.selected_samples()]
         plan = ShardPlan.build(ids, world_size, "torchrun")
         done = prepare(harness, plan)
         if plan.empty_shards():
@@ -222,7 +221,7 @@ def spawn(config: RunConfig, nproc: int, argv: list[str] | None = None) -> int:
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "magbench", *argv,
     ]
-    with run_lock(run_path(config), token=token):
+    with run_lock(config.run_path(), token=token):
         proc = subprocess.Popen(cmd, env=env)
         try:
             return proc.wait()

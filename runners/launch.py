@@ -1,5 +1,6 @@
-"""What ``magbench run`` does with its launcher options: one process, a torchrun rank, a torchrun
-launch, one shard, or a SLURM array."""
+"""What ``magbench run`` does with its scale-out options: a torchrun rank, a torchrun launch, one
+shard, or a SLURM array. (A plain run, none of these, goes straight to
+:func:`magbench.runners.local.run_whole`.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from magbench.errors import MagbenchError
-from magbench.harness import Harness, RunConfig, RunSummary, parse_options
+from magbench.harness import Harness, RunConfig, RunSummary
 
 LAUNCHERS = ("local", "torchrun", "slurm")
 
@@ -23,7 +24,7 @@ class LaunchOptions:
     gpus_per_task: int = 1
     cpus_per_task: int | None = None
     mem_gb: float | None = None
-    slurm: list[str] = field(default_factory=list)  # KEY=VALUE
+    slurm: dict[str, Any] = field(default_factory=dict)  # --slurm KEY=VALUE, parsed
     submitit_cluster: str = "slurm"
     dry_run: bool = False
     wait: bool = False
@@ -71,7 +72,7 @@ def launch(
         )
     from magbench.runners.local import run_whole
 
-    harness = Harness(config)
+    harness = Harness(config)  # --launcher local given explicitly: the plain run
     if on_harness:
         on_harness(harness)
     return LaunchResult(run_whole(harness, progress=progress))
@@ -139,7 +140,7 @@ def _slurm(config: RunConfig, opts: LaunchOptions) -> LaunchResult:
     sopts = slurm.SlurmOptions(
         shards=opts.shards, partition=opts.partition, time=opts.time or slurm.DEFAULT_TIME,
         gpus_per_task=opts.gpus_per_task, cpus_per_task=opts.cpus_per_task, mem_gb=opts.mem_gb,
-        extra=parse_options(opts.slurm), cluster=opts.submitit_cluster,
+        extra=dict(opts.slurm), cluster=opts.submitit_cluster,
     )
     if opts.dry_run:
         return LaunchResult(None, 0, slurm.dry_run(config, sopts))
@@ -149,7 +150,7 @@ def _slurm(config: RunConfig, opts: LaunchOptions) -> LaunchResult:
         return LaunchResult(None, 0, f"nothing to submit: all {len(plan.sample_ids)} samples are finished")
     msg = (
         f"submitted {len(sub.jobs)} task(s) for shards {sub.shards} of {opts.shards}: "
-        f"job {', '.join(str(j.job_id) for j in sub.jobs)}; follow with `magbench status {slurm.run_path(config)}`"
+        f"job {', '.join(str(j.job_id) for j in sub.jobs)}; follow with `magbench status {config.run_path()}`"
     )
     if not opts.wait:
         return LaunchResult(None, 0, msg)

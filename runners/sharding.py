@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from magbench.data import VideoSample
 from magbench.errors import MagbenchError
-from magbench.store import atomic_write_json
+from magbench.store import atomic_write_json, lock_name, records_name  # noqa: F401 (names of the run folder's files)
 
 PLAN = "shards.json"
 
@@ -43,18 +43,6 @@ def shard_samples(samples: Sequence[VideoSample], rank: int, world_size: int) ->
     if not 0 <= rank < world_size:
         raise MagbenchError(f"shard {rank}: must be in [0, {world_size})")
     return [s for s in samples if shard_of(s.sample_id, world_size) == rank]
-
-
-def records_name(rank: int, world_size: int) -> str:
-    """The record file of shard ``rank`` of ``world_size`` (inside the run folder)."""
-    if world_size == 1:
-        return "samples.jsonl"
-    return f"samples.{rank}-of-{world_size}.jsonl"
-
-
-def lock_name(records: str) -> str:
-    """The harness's per-record-file lock (held by the process writing ``records``)."""
-    return f".{records}.lock"
 
 
 @dataclass

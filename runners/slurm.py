@@ -25,10 +25,12 @@ from typing import Any
 from submitit.helpers import Checkpointable
 
 from magbench.errors import MagbenchError
-from magbench.harness import Harness, RunConfig, RunSummary, select_metrics
-from magbench.runners.local import merged_summary, run_one_shard, run_path
-from magbench.runners.locking import run_lock
-from magbench.runners.sharding import ShardPlan, records_name
+from magbench.harness import Harness, RunConfig, RunScope, RunSummary
+from magbench.locking import run_lock
+from magbench.runners.local import run_one_shard
+from magbench.runners.sharding import ShardPlan
+from magbench.scoring import select_metrics
+from magbench.store import records_name
 
 log = logging.getLogger("magbench")
 
@@ -106,20 +108,15 @@ def slurm_parameters(opts: SlurmOptions, job_name: str) -> dict[str, Any]:
 
 def plan_launch(config: RunConfig, shards: int) -> tuple[ShardPlan, set[str]]:
     """The plan and the ids already finished, without loading any model."""
-    from magbench.data import load_dataset
     from magbench.registry import METHODS
-    from magbench.store import RunDir
 
     if shards < 1:
         raise MagbenchError(f"--shards {shards}: must be at least 1")
     METHODS.get(config.method)  # unknown names fail here, before anything is submitted
     select_metrics(config.metrics)
-    ds = load_dataset(config.dataset)
-    samples = ds.samples[: config.limit] if config.limit else ds.samples
-    plan = ShardPlan.build([s.sample_id for s in samples], shards, "slurm")
-    rd = RunDir(run_path(config))
-    done = rd.done_ids(include_failed=not config.retry_failed) if rd.path.is_dir() else set()
-    return plan, done & set(plan.sample_ids)
+    scope = RunScope(config)
+    plan = ShardPlan.build([s.sample_id for s in scope.selected_samples()], shards, "slurm")
+    return plan, scope.done_ids() & set(plan.sample_ids)
 
 
 def pending_shards(plan: ShardPlan, done: set[str]) -> list[int]:
@@ -148,7 +145,7 @@ def _absolute(config: RunConfig) -> RunConfig:
     # Tasks may start elsewhere than the submitter's folder; pin the run folder.
     from dataclasses import replace
 
-    return replace(config, out=run_path(config).resolve())
+    return replace(config, out=config.run_path().resolve())
 
 
 def log_folder(run: Path) -> Path:
@@ -209,7 +206,7 @@ def wait(sub: Submission, config: RunConfig, done_before: int = 0) -> tuple[RunS
             job.result()
         except Exception as exc:  # submitit raises with the task's traceback in the message
             errors.append(f"shard {rank} (job {job.job_id}): {str(exc).strip().splitlines()[-1]}")
-    summary = merged_summary(run_path(_absolute(config)), sub.plan.sample_ids, done_before, {})
+    summary = RunScope(_absolute(config)).summary(sub.plan.sample_ids, done_before)
     return summary, errors
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from magbench.errors import MagbenchError
-from magbench.runners.locking import RUN_LOCK, is_locked
+from magbench.locking import RUN_LOCK, is_locked
+from magbench.reports.runs import FATAL, fatal_line, read_fatal
 from magbench.runners.sharding import ShardPlan, lock_name
-from magbench.store import RunDir
+from magbench.store import MANIFEST, RECORDS_GLOB, RunDir
 
 
 @dataclass
@@ -48,6 +49,7 @@ class RunStatus:
     ok: int
     failed: int
     pending: int | None  # None: no plan, so the list of samples is unknown
+    fatal: dict[str, Any] | None = None  # why the last invocation stopped (RUN/fatal.json), if it did
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -55,10 +57,27 @@ class RunStatus:
         return d
 
 
+def is_run_folder(path: Path) -> bool:
+    """A folder some invocation of `magbench run` wrote: manifest, records, plan or fatal error."""
+    return any((path / f).is_file() for f in (MANIFEST, "shards.json", FATAL)) or any(path.glob(RECORDS_GLOB))
+
+
 def run_status(run: Path) -> RunStatus:
     rd = RunDir(Path(run))
     if not rd.path.is_dir():
         raise MagbenchError(f"{run}: no such run folder")
+    if not is_run_folder(rd.path):
+        below = sorted(p.name for p in rd.path.iterdir() if p.is_dir() and is_run_folder(p))
+        if below:
+            shown = ", ".join(below[:12]) + (f" and {len(below) - 12} more" if len(below) > 12 else "")
+            raise MagbenchError(
+                f"{run} is not a run folder but holds {len(below)}: {shown}; "
+                f"pass one, e.g. `magbench status {rd.path / below[0]}`"
+            )
+        raise MagbenchError(
+            f"{run} is not a run folder (no {MANIFEST}, {RECORDS_GLOB} or shards.json) and holds none; "
+            "pass the --out folder of a `magbench run`"
+        )
     records = rd.records()  # merged: the last record of a sample wins, as for the harness
     problems = [str(p) for p in rd.problems]
     by_id = {r["sample_id"]: r for r in records}
@@ -73,9 +92,10 @@ def run_status(run: Path) -> RunStatus:
         for name, n in sorted(per_file.items())
     ]
     shards: list[ShardStatus] = []
+    fatal = read_fatal(rd.path, records)
     if plan is None:
         ok = sum(r.get("status") == "ok" for r in records)
-        return RunStatus(rd.path, None, [], files, problems, ok, len(records) - ok, None)
+        return RunStatus(rd.path, None, [], files, problems, ok, len(records) - ok, None, fatal)
     for rank, ids in enumerate(plan.shards):
         st = [by_id[i].get("status") if i in by_id else None for i in ids]
         pending = [i for i, s in zip(ids, st) if s is None]
@@ -88,10 +108,12 @@ def run_status(run: Path) -> RunStatus:
     return RunStatus(
         rd.path, plan.to_dict() | {"shards": None}, shards, files, problems,
         ok=sum(s.ok for s in shards), failed=sum(s.failed for s in shards), pending=sum(s.pending for s in shards),
+        fatal=fatal,
     )
 
 
 def render(status: RunStatus, console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     plan = status.plan
@@ -121,5 +143,14 @@ def render(status: RunStatus, console: Any) -> None:
             console.print(f"  {f.name}: {f.records} records" + (" [running]" if f.running else ""), highlight=False)
     for p in status.problems:
         console.print(f"[yellow]damaged record, that sample will be redone:[/] {p}", highlight=False)
+    if status.fatal:
+        at = status.fatal.get("at")
+        console.print(
+            f"[red]the run stopped{f' at {at}' if at else ''}:[/] {escape(fatal_line(status.fatal))} "
+            f"(traceback in {status.run_dir / FATAL})",
+            highlight=False, soft_wrap=True,
+        )
+        console.print("fix that cause first, or the same command may stop the same way; finished samples are kept", highlight=False)
     if status.pending:
-        console.print(f"{status.pending} samples pending: run the same command again to finish them", highlight=False)
+        again = "once the cause above is fixed, " if status.fatal else ""
+        console.print(f"{status.pending} samples pending: {again}run the same command again to finish them", highlight=False)

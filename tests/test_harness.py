@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from magbench.errors import MagbenchError, RunConfigMismatchError
-from magbench.harness import Harness, RunConfig, parse_options, sample_seed
+from magbench.cli import parse_options
+from magbench.harness import Harness, RunConfig, sample_seed
 from magbench.store import RunDir
 
 from conftest import TEST_METRIC_OPTS, TEST_METRICS
@@ -14,13 +15,15 @@ from conftest import TEST_METRIC_OPTS, TEST_METRICS
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 
 
-def _config(synth_dir, out, method="replay-context", **kw):
+def _config(synth_dir, out, method="replay-context", metrics=("psnr",), **kw):
+    """A run of the synthetic set on the CPU; PSNR only unless a test needs more (the full test
+    set with its random-weight LPIPS backbones is paid once, by ``sanity_runs``)."""
     metric_options: dict = {}
     for item in TEST_METRIC_OPTS:
         name, _, rest = item.partition(".")
         metric_options.setdefault(name, {}).update(parse_options([rest]))
     return RunConfig(
-        method=method, dataset=f"synthetic:{synth_dir}", out=out, metrics=TEST_METRICS.split(","),
+        method=method, dataset=f"synthetic:{synth_dir}", out=out, metrics=list(metrics),
         metric_options=metric_options, device="cpu", **kw,
     )
 
@@ -32,7 +35,8 @@ def _mean(summary, key):
 @pytest.fixture(scope="module")
 def sanity_runs(synth_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    return {m: Harness(_config(synth_dir, out / m, m)).run(progress=False) for m in ("oracle", "replay-context", "repeat-last")}
+    full = TEST_METRICS.split(",")
+    return {m: Harness(_config(synth_dir, out / m, m, metrics=full)).run(progress=False) for m in ("oracle", "replay-context", "repeat-last")}
 
 
 def test_oracle_scores_every_metric_at_its_best_value(sanity_runs):
@@ -132,3 +136,138 @@ def test_metric_asked_for_by_name_without_weights_fails_before_any_work(synth_di
     with pytest.raises(MissingWeightsError, match="magbench download --metrics"):
         Harness(cfg)
     assert not (tmp_path / "r").exists()
+
+
+def _mag_config(synth_dir, tmp_path, **kw):
+    return RunConfig(
+        method="mag", method_options={"config": "tiny", "random_weights": True}, dataset=f"synthetic:{synth_dir}",
+        out=tmp_path / "mag", metrics=["psnr"], device="cpu", **kw,
+    )
+
+
+def test_manifest_of_a_tiny_mag_run_names_every_resolved_option_and_its_memory_before_load(synth_dir, tmp_path, monkeypatch):
+    from magbench.baselines.wan.methods import MagMethod
+
+    h = Harness(_mag_config(synth_dir, tmp_path))
+    method = h.manifest()["config"]["method"]
+    assert method["name"] == "mag"
+    assert method["options"]["slots"] == 21 and method["options"]["sink_frames"] == 2
+    assert method["options"]["use_prompt"] is True and method["options"]["config"] == "tiny"
+    assert method["memory"]["policy"] == "compressed" and method["memory"]["slots"] == 21
+    assert method["memory"]["sink_frames"] == 2
+    assert not hasattr(h.method, "generator"), "described from the options, nothing loaded"
+
+    before = h.manifest()["fingerprint"]
+    monkeypatch.setitem(MagMethod.defaults, "slots", 20)  # a default changed in code
+    assert Harness(_mag_config(synth_dir, tmp_path)).manifest()["fingerprint"] != before
+
+
+def test_fingerprint_covers_the_protocol_switch_fraction_and_memory_source(synth_dir, tmp_path):
+    from magbench.protocol import ReplayProtocol
+
+    fp = lambda **p: Harness(_config(synth_dir, tmp_path / "r", protocol=ReplayProtocol(**p))).manifest()["fingerprint"]  # noqa: E731
+    assert len({fp(), fp(switch_fraction=0.5), fp(memory_source="ground-truth")}) == 3
+
+
+def test_unknown_method_option_names_the_known_ones(synth_dir, tmp_path):
+    with pytest.raises(MagbenchError, match="unknown option.*slotz.*known:.*slots"):
+        Harness(RunConfig(method="mag", method_options={"slotz": 3}, dataset=f"synthetic:{synth_dir}", device="cpu"))
+
+
+# -- honest timing ---------------------------------------------------------------------------------
+def _timed_run(synth_dir, tmp_path, method):
+    import magbench_test_methods as plugins
+
+    cfg = _config(synth_dir, tmp_path / method, f"magbench_test_methods:{method}", limit=1)
+    return Harness(cfg, clock=plugins.CLOCK).run(progress=False).records[0]["timing"]
+
+
+def test_work_moved_into_reset_memorize_or_memory_bytes_gains_no_end_to_end_fps(synth_dir, tmp_path):
+    honest = _timed_run(synth_dir, tmp_path, "HonestWorker")
+    assert honest["e2e_fps"] == pytest.approx(honest["fps"]) == pytest.approx(100.0)  # 0.01 s a frame
+    for cheat in ("MemorizeCheat", "ResetCheat", "MemoryBytesCheat"):
+        t = _timed_run(synth_dir, tmp_path, cheat)
+        assert t["e2e_fps"] <= honest["e2e_fps"] * (1 + 1e-9), cheat
+        # What the generation FPS alone shows: better, or no generation time at all (None).
+        assert t["fps"] is None or t["fps"] > honest["fps"], cheat
+        assert t["method_s"] == pytest.approx(t["reset_s"] + t["memorize_s"] + t["generate_s"] + t["memory_bytes_s"])
+    assert _timed_run(synth_dir, tmp_path, "MemoryBytesCheat")["memory_bytes_s"] == pytest.approx(0.12)
+
+
+def test_every_method_call_is_timed_and_reported_to_the_stage_hook(synth_dir, tmp_path):
+    import magbench_test_methods as plugins
+
+    seen: list[str] = []
+    cfg = _config(synth_dir, tmp_path / "r", "magbench_test_methods:HonestWorker", limit=1)
+    Harness(cfg, clock=plugins.CLOCK, stage_hook=lambda stage, s: seen.append(stage)).run(progress=False)
+    for stage in ("load", "warmup", "input", "reset", "memorize", "block", "memory_bytes", "score", "save", "sample"):
+        assert stage in seen, stage
+    assert seen.count("block") == 2 and seen.index("warmup") < seen.index("reset")
+
+
+def test_a_short_untimed_sample_warms_the_method_up_before_the_first_timed_one(synth_dir, tmp_path):
+    import magbench_test_methods as plugins
+
+    plugins.CallLog.calls.clear()
+    cfg = _config(synth_dir, tmp_path / "r", "magbench_test_methods:CallLog", limit=2)
+    s = Harness(cfg).run(progress=False)
+    assert [c for c in plugins.CallLog.calls if c[0] == "generate"] == [
+        ("generate", "synthetic_000_pan", 12), ("generate", "synthetic_000_pan", 24), ("generate", "synthetic_001_tilt", 24),
+    ]
+    assert s.warmup["kind"] == "sample" and s.warmup["sample_id"] == "synthetic_000_pan"
+    assert all(r["timing"]["warmup"] == "sample" for r in s.records) and len(s.records) == 2
+    assert "warm" in RunDir(s.run_dir).manifest()["warmup"]
+
+
+def test_a_method_with_its_own_warmup_hook_is_warmed_up_by_it(synth_dir, tmp_path):
+    import magbench_test_methods as plugins
+
+    plugins.CallLog.calls.clear()
+    cfg = _config(synth_dir, tmp_path / "r", "magbench_test_methods:WarmsItself", limit=1)
+    s = Harness(cfg).run(progress=False)
+    assert plugins.CallLog.calls[0] == ("warmup", "synthetic_000_pan", 24)
+    assert [c[0] for c in plugins.CallLog.calls[1:]] == ["reset", "generate"] and s.warmup["kind"] == "hook"
+
+
+def test_a_fatal_error_is_recorded_in_the_run_folder(synth_dir, tmp_path):
+    def boom(record):
+        raise OSError("disk full")
+
+    cfg = _config(synth_dir, tmp_path / "r", limit=2)
+    with pytest.raises(OSError):
+        Harness(cfg).run(progress=False, on_sample=boom)
+    fatal = json.loads((tmp_path / "r" / "fatal.json").read_text())
+    assert fatal["error"] == "disk full" and fatal["error_type"] == "OSError"
+    assert "boom" in fatal["traceback"] and fatal["at"]
+    assert len(RunDir(tmp_path / "r").records()) == 1  # what finished is kept
+    Harness(cfg).run(progress=False)  # a later run that works clears it
+    assert not (tmp_path / "r" / "fatal.json").exists()
+
+
+def test_kept_frames_are_the_scored_uint8_frames(sanity_runs):
+    from magbench.store import load_frames
+
+    s = sanity_runs["replay-context"]
+    r = s.records[0]
+    frames = load_frames(s.run_dir, r["frames"])
+    assert frames.dtype == np.uint8 and frames.shape == (24, 64, 112, 3)
+
+
+def test_a_samples_frames_do_not_depend_on_the_warm_up_or_what_ran_before(synth_dir, tmp_path):
+    """Run A: pan then tilt (warm-up on pan); run B: tilt alone (warm-up on tilt). A stateful
+    method (tiny self-forcing, random weights) gives tilt bit-identical frames in both."""
+    from magbench.store import load_frames
+
+    def run(out, which):
+        cfg = RunConfig(
+            method="self-forcing", dataset=f"synthetic:{synth_dir}", out=out, device="cpu",
+            method_options={"config": "tiny", "random_weights": True}, metrics=["psnr"],
+        )
+        h = Harness(cfg)
+        recs = h.run(samples=[h.selected_samples()[i] for i in which], progress=False).records
+        return {r["sample_id"]: r for r in recs}
+
+    a, b = run(tmp_path / "a", [0, 1]), run(tmp_path / "b", [1])
+    tilt = "synthetic_001_tilt"
+    assert a[tilt]["status"] == b[tilt]["status"] == "ok"
+    np.testing.assert_array_equal(load_frames(tmp_path / "a", a[tilt]["frames"]), load_frames(tmp_path / "b", b[tilt]["frames"]))

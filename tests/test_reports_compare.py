@@ -74,3 +74,22 @@ def test_unknown_metric_and_folder_of_runs_are_clear_errors(tmp_path):
         compare(a, b, metrics=["fvd"])
     with pytest.raises(MagbenchError, match="holds 2 runs"):
         compare(tmp_path, b)
+
+
+def test_failures_are_named_and_only_samples_both_finished_are_compared(tmp_path):
+    a = make_run(tmp_path, "a", n=6, failed=3)
+    b = make_run(tmp_path, "b", n=6)
+    c = compare(a, b)
+    assert c.shared == ["s003", "s004", "s005"] and all(d.n == 3 for d in c.diffs)
+    assert any(n.startswith("A (a) failed 3 sample(s) (s000, s001, s002)") for n in c.notes)
+    assert c.notes[-1] == "all differences are on the 3 sample(s) both runs finished"
+    assert compare(b, make_run(tmp_path, "c", n=6)).notes == []
+
+
+def test_different_memory_sources_are_refused_and_old_runs_read_as_generated(tmp_path):
+    old = make_run(tmp_path, "old")  # a manifest from before the memory source was recorded
+    gen = make_run(tmp_path, "gen", protocol={**PROTOCOL, "memory_source": "generated"})
+    gt = make_run(tmp_path, "gt", protocol={**PROTOCOL, "id": "magbench-replay-v1-gtmem", "memory_source": "ground-truth"})
+    assert compare(old, gen).shared
+    with pytest.raises(IncompatibleRunsError, match="generated frames but .*gt from ground-truth frames.*memory source"):
+        compare(gen, gt)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from magbench.harness import RunConfig
+from magbench.locking import holder_pid
 from magbench.runners.slurm import SlurmOptions, submit, wait
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -15,24 +16,29 @@ sys.path.insert(0, str(PLUGINS))
 
 
 def test_preempted_task_is_requeued_and_reruns_only_what_its_shard_has_left(synth_dir, tmp_path, monkeypatch):
-    # The tasks inherit this environment: they find the test methods, and each block takes 1 s.
+    # The tasks inherit this environment: they find the test methods, and shard 1 stops in
+    # dolly's second block until the gate opens (after the signal).
+    gate = tmp_path / "gate"
+    gate.mkdir()
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("SLOW_REPLAY_SLEEP", "1.0")
+    monkeypatch.setenv("MAGBENCH_TEST_GATE", str(gate))
+    monkeypatch.setenv("MAGBENCH_TEST_GATE_SAMPLE", "synthetic_002_dolly")
     out = tmp_path / "run"
     config = RunConfig(
-        method="magbench_test_methods:SlowReplay", dataset=f"synthetic:{synth_dir}", out=out,
+        method="magbench_test_methods:GatedReplay", dataset=f"synthetic:{synth_dir}", out=out,
         metrics=["psnr"], device="cpu",
     )
     # --time 60: well inside the limit, so submitit reads the signal as a preemption.
     sub = submit(config, SlurmOptions(shards=2, time="60", gpus_per_task=0, cluster="local"))
     assert sub.shards == [0, 1]
     shard1 = out / "samples.1-of-2.jsonl"  # tilt, then dolly
-    deadline = time.time() + 90
-    while time.time() < deadline and not (shard1.exists() and shard1.read_text().count("\n") >= 1):
-        time.sleep(0.05)
+    reached = gate / "reached-synthetic_002_dolly"
+    deadline = time.monotonic() + 300
+    while not reached.exists():  # the task writes it when it stops in dolly
+        assert time.monotonic() < deadline, "shard 1 never reached dolly"
+        time.sleep(0.01)
     assert shard1.read_text().count("\n") == 1, "the signal must land while the shard is half done"
-    pid = int((out / f".{shard1.name}.lock").read_text())
-    os.kill(pid, signal.SIGUSR2)  # what SLURM sends before preempting (sbatch --signal=USR2@...)
+    os.kill(holder_pid(out, shard1.name), signal.SIGUSR2)  # what SLURM sends before preempting (sbatch --signal=USR2@...)
 
     summary, errors = wait(sub, config)
     assert errors == [] and summary.ok == 3 and summary.failed == 0

@@ -8,7 +8,7 @@ import pytest
 
 from magbench.errors import MagbenchError
 from magbench.runners.distributed import rank_device
-from magbench.runners.locking import held_by_launcher, is_locked, run_lock
+from magbench.locking import held_by_launcher, is_locked, run_lock
 from magbench.runners.sharding import ShardPlan, records_name, shard_of
 from magbench.runners.slurm import SlurmOptions, parse_time, slurm_parameters
 
@@ -106,3 +106,23 @@ def test_slurm_parameters_map_options_and_pass_unknown_keys_through():
     assert p["additional_parameters"] == {"reservation": "r1"}  # it does not know reservation
     with pytest.raises(MagbenchError, match="magbench sets it"):
         slurm_parameters(SlurmOptions(shards=2, extra={"array": "0-9"}), "x")
+
+
+def test_without_flock_both_locks_follow_one_policy_go_on_and_warn_once(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+
+    from magbench import locking
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    monkeypatch.setattr(locking, "_UNLOCKABLE", set())
+    with caplog.at_level("WARNING", logger="magbench"):
+        with run_lock(tmp_path), locking.record_lock(tmp_path, "samples.jsonl"):
+            pass
+        with run_lock(tmp_path):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if "cannot lock" in r.getMessage()]
+    assert len(warnings) == 2 and all("will not be detected" in w for w in warnings)  # one per lock file

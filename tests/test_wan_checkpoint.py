@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from magbench.baselines.wan.checkpoint import CheckpointError, load_wan, read_state_dict, resolve_mag_folders
+from magbench.baselines.wan.checkpoint import CheckpointError, find_model_folders, load_wan, read_state_dict, resolve_mag_folders
 from magbench.baselines.wan.model import CausalWan, WanConfig
 
 CFG = WanConfig.tiny()
@@ -105,16 +105,110 @@ def test_pickled_objects_are_refused(tmp_path):
         read_state_dict(path)
 
 
-def test_mag_folders_are_found_or_the_ambiguity_is_reported(tmp_path):
-    _folder(tmp_path / "checkpoints" / "mag_generator", _state())
-    _folder(tmp_path / "checkpoints" / "memory_model", _state())
+def _bin_folder(path, state):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(CFG_JSON))
+    torch.save(state, path / "diffusion_pytorch_model.bin")
+    return path
+
+
+def _sharded_folder(path, state, fmt="safetensors", drop_shard=False):
+    """Two shards and the diffusers index that maps every key to its shard."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(CFG_JSON))
+    keys = sorted(state)
+    halves = [keys[: len(keys) // 2], keys[len(keys) // 2 :]]
+    weight_map = {}
+    for i, part in enumerate(halves):
+        name = f"diffusion_pytorch_model-0000{i + 1}-of-00002.{fmt}"
+        shard = {k: state[k] for k in part}
+        if fmt == "safetensors":
+            save_file(shard, str(path / name))
+        else:
+            torch.save(shard, path / name)
+        weight_map.update({k: name for k in part})
+    (path / f"diffusion_pytorch_model.{fmt}.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    if drop_shard:
+        (path / f"diffusion_pytorch_model-00002-of-00002.{fmt}").unlink()
+    return path
+
+
+def test_bin_folder_loads_with_weights_only(tmp_path):
+    state = _state(5)
+    _same(load_wan(_bin_folder(tmp_path / "m", state)), state)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_sharded_folder_loads_through_its_index(fmt, tmp_path):
+    state = _state(6)
+    _same(load_wan(_sharded_folder(tmp_path / "m", state, fmt)), state)
+    with pytest.raises(CheckpointError, match="shard.*00002-of-00002.*missing"):
+        load_wan(_sharded_folder(tmp_path / "broken", state, fmt, drop_shard=True))
+
+
+def test_pickled_objects_in_a_bin_folder_are_refused(tmp_path):
+    path = tmp_path / "m"
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps(CFG_JSON))
+    torch.save({"x": _Evil()}, path / "diffusion_pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="weights_only"):
+        read_state_dict(path)
+
+
+def test_model_folders_are_found_at_any_depth_in_every_format(tmp_path):
+    _folder(tmp_path / "a" / "b" / "c" / "st", _state())
+    _bin_folder(tmp_path / "bin", _state())
+    _sharded_folder(tmp_path / "x" / "sharded", _state())
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "config.json").write_text("{}")  # a config without weights: not a model
+    assert [str(f.relative_to(tmp_path)) for f in find_model_folders(tmp_path)] == ["a/b/c/st", "bin", "x/sharded"]
+
+
+def test_mag_reference_layout_is_both_generator_and_memory_model(tmp_path):
+    _folder(tmp_path / "checkpoints" / "bc400", _state())
+    _folder(tmp_path / "checkpoints" / "sf300", _state())  # Self-Forcing stage: neither role by the rule
+    g, m = resolve_mag_folders(tmp_path, None, None)
+    assert g == m == tmp_path / "checkpoints" / "bc400"
+
+
+def test_mag_folders_named_for_their_role_win_per_role(tmp_path):
+    _folder(tmp_path / "release" / "v1" / "mag_generator", _state())
+    _folder(tmp_path / "release" / "v1" / "memory_model", _state())
     g, m = resolve_mag_folders(tmp_path, None, None)
     assert (g.name, m.name) == ("mag_generator", "memory_model")
-    _folder(tmp_path / "checkpoints" / "memory_model_v2", _state())
-    with pytest.raises(CheckpointError, match="memory_model_v2.*generator_path=... and memory_path="):
+    # A generator named as such, the memory model from the reference layout.
+    other = tmp_path / "other"
+    _folder(other / "checkpoints" / "bc400", _state())
+    _bin_folder(other / "generator", _state())
+    g, m = resolve_mag_folders(other, None, None)
+    assert (g, m) == (other / "generator", other / "checkpoints" / "bc400")
+
+
+def test_a_single_model_folder_serves_both_roles(tmp_path):
+    _sharded_folder(tmp_path / "weights" / "mag", _state())
+    g, m = resolve_mag_folders(tmp_path, None, None)
+    assert g == m == tmp_path / "weights" / "mag"
+
+
+def test_ambiguous_mag_layout_lists_the_folders_and_both_options(tmp_path):
+    _folder(tmp_path / "ckpt" / "stage2", _state())
+    _folder(tmp_path / "ckpt" / "stage3", _state())
+    with pytest.raises(CheckpointError) as err:
         resolve_mag_folders(tmp_path, None, None)
-    g, m = resolve_mag_folders(tmp_path, None, "checkpoints/memory_model_v2")
-    assert (g.name, m.name) == ("mag_generator", "memory_model_v2")
+    msg = str(err.value)
+    assert "ckpt/stage2, ckpt/stage3" in msg and "generator and the memory model" in msg
+    assert "--opt generator_path=" in msg and "--opt memory_path=" in msg
+    # Two folders naming the same role are ambiguous too.
+    _folder(tmp_path / "ckpt" / "memory_a", _state())
+    _folder(tmp_path / "ckpt" / "memory_b", _state())
+    with pytest.raises(CheckpointError, match="memory_a, ckpt/memory_b"):
+        resolve_mag_folders(tmp_path, "ckpt/stage3", None)
+    g, m = resolve_mag_folders(tmp_path, "ckpt/stage3", "ckpt/memory_b")  # the options decide
+    assert (g.name, m.name) == ("stage3", "memory_b")
+    g, m = resolve_mag_folders(tmp_path, "ckpt/stage3", None, need_memory=False)  # the ablation
+    assert g.name == "stage3" and m is None
+    with pytest.raises(CheckpointError, match="memory_path=nope"):
+        resolve_mag_folders(tmp_path, "ckpt/stage3", "nope")
 
 
 def test_streaming_decode_and_encode_equal_whole_video():

@@ -83,7 +83,7 @@ def test_graph_cache_is_bounded_and_dropped_when_the_memory_reallocates():
     for _ in range(4):
         s.next_block()
         assert len(d._graphs) <= 2
-    held = (mem._k, mem._v)  # kept alive, so the new buffers cannot land at the same addresses
+    held = mem.buffers()  # kept alive, so the new buffers cannot land at the same addresses
     mem.release()
     s.reset(_text(1), seed=0, latent_shape=(C, H, W))
     s.next_block()  # the first pass allocates new buffers: graphs over the old ones are gone

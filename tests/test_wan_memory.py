@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -27,13 +29,9 @@ def _latents(frames: int, seed: int = 2) -> torch.Tensor:
 
 
 class OnePass(KVMemory):
-    """Uncached reference: the whole sequence at once with a block-causal mask."""
+    """Uncached reference: the whole sequence at once (masked by :func:`_masked_self_attention`)."""
 
     name = "one-pass"
-
-    def __init__(self, num_layers: int, mask: torch.Tensor) -> None:
-        super().__init__(num_layers)
-        self.attn_mask = mask
 
     def reset(self) -> None:
         pass
@@ -68,6 +66,19 @@ def _block_causal(frames: int, block: int = 3) -> torch.Tensor:
     return blk[:, None] >= blk[None, :]
 
 
+def _masked_self_attention(model: CausalWan, mask: torch.Tensor) -> CausalWan:
+    """A copy of ``model`` whose self-attention is the reference's own: SDPA under ``mask``."""
+
+    def attend(q, k, v):
+        out = torch.nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+        return out.transpose(1, 2)
+
+    ref = copy.deepcopy(model)
+    for blk in ref.blocks:
+        blk.self_attn.attention = attend
+    return ref
+
+
 def test_full_history_cache_equals_block_causal_uncached_pass():
     model, text = _model(), _text()
     ctx = model.context_kv(text)
@@ -85,7 +96,7 @@ def test_full_history_cache_equals_block_causal_uncached_pass():
         # Uncached: all 12 frames at once, per-frame timesteps, block-causal mask.
         x = torch.cat([clean, noisy], dim=1)
         t = torch.cat([torch.zeros(1, 9), torch.full((1, 3), t_noisy)], dim=1)
-        ref = model(x, t, ctx, OnePass(CFG.num_layers, _block_causal(12)), 0, commit=False)
+        ref = _masked_self_attention(model, _block_causal(12))(x, t, ctx, OnePass(CFG.num_layers), 0, commit=False)
     assert mem.kept_frames() == list(range(9))  # the read-only pass committed nothing
     torch.testing.assert_close(cached, ref, rtol=1e-5, atol=1e-5)
 
@@ -231,3 +242,70 @@ def test_fused_qkv_equals_separate_projections():
         model.fuse_qkv()
         b = model(x, torch.full((1, 3), 500.0), ctx, FullHistory(CFG.num_layers), 0, commit=False)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+# -- the baselines' policies ------------------------------------------------------------------------
+def test_causvid_schedule_is_three_raw_steps_with_nearest_grid_sigma():
+    from magbench.baselines.wan.sampler import CAUSVID_SCHEDULE
+
+    assert CAUSVID_SCHEDULE.timesteps() == [1000.0, 757.0, 522.0]
+    # shift-8 grid points nearest to 757 (index 720) and 522 (index 880), as baselines.md 3.4
+    assert CAUSVID_SCHEDULE.sigma(757) == pytest.approx(0.7567567229270935, abs=1e-7)
+    assert CAUSVID_SCHEDULE.sigma(522) == pytest.approx(0.52173912525177, abs=1e-7)
+    assert CAUSVID_SCHEDULE.sigma(1000) == 1.0
+
+
+def test_reference_cache_sizes_map_onto_sliding_windows():
+    ll = SlidingWindow.from_reference(CFG.num_layers, local_attn_size=12, sink_size=3)
+    sf = SlidingWindow.from_reference(CFG.num_layers, local_attn_size=21, sink_size=0)
+    assert (ll.sink_frames, ll.window_frames, sf.sink_frames, sf.window_frames) == (3, 6, 0, 18)
+
+
+def _rollout_sampler(model, **kw):
+    from magbench.baselines.wan.memory import RolloutMemory
+    from magbench.baselines.wan.sampler import RolloutSampler
+
+    mem = RolloutMemory(CFG.num_layers, **kw)
+    s = RolloutSampler(model, mem)
+    s.reset(_text(), seed=0, latent_shape=(C, H, W))
+    return s, mem
+
+
+def test_rollouts_start_from_the_last_context_latents_and_restart_at_position_zero():
+    model = _model()
+    s, mem = _rollout_sampler(model)
+    s.feed(_latents(12))  # context: remembered, no cache pass yet
+    assert mem.kept_frames() == [] and s.frame == 12
+    s.next_block()  # rollout 1: the last 3 context latents at 0-2, then the block at 3-5
+    assert mem.rollouts == 1 and mem.position == 6 and s.frame == 15
+    for _ in range(5):
+        s.next_block()
+    assert mem.position == 21 and not mem.fits(3)
+    s.next_block()  # rollout 2: 3 carried latents at 0-2, the block at 3-5
+    assert mem.rollouts == 2 and mem.position == 6 and s.frame == 33
+
+
+def test_a_rollout_equals_a_fresh_cache_fed_the_carried_latents():
+    """After a restart the cache holds exactly what a fresh full-history cache holds when the
+    carried latents are committed at positions 0.. (no trace of the previous rollout)."""
+    model = _model()
+    s, mem = _rollout_sampler(model, rollout_frames=9)
+    s.feed(_latents(6))
+    blocks = [s.next_block() for _ in range(3)]  # rollout 1: ctx[3:6] + 2 blocks; then rollout 2
+    fresh = FullHistory(CFG.num_layers)
+    b = BlockSampler(model, fresh)
+    b.reset(_text(), seed=0, latent_shape=(C, H, W))
+    b.feed(blocks[1])
+    b.feed(blocks[2])
+    for layer in range(CFG.num_layers):
+        torch.testing.assert_close(mem.layer_kv(layer)[0][:, : 6 * FT], fresh.layer_kv(layer)[0][:, : 6 * FT])
+
+
+def test_rollout_options_are_checked():
+    from magbench.baselines.wan.memory import RolloutMemory
+    from magbench.errors import MagbenchError
+
+    with pytest.raises(MagbenchError, match="context_frames=4"):
+        RolloutMemory(2, context_frames=4)
+    with pytest.raises(MagbenchError, match="carry_frames=21"):
+        RolloutMemory(2, carry_frames=21)

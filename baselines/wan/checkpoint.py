@@ -2,15 +2,21 @@
 
 Formats (all use Wan's original parameter names, see :mod:`magbench.baselines.wan.model`):
 
-* diffusers-style folder: ``config.json`` + ``diffusion_pytorch_model.safetensors`` (or a sharded
-  ``diffusion_pytorch_model.safetensors.index.json``). This is how MAG saves its generator and
+* diffusers-style folder: ``config.json`` + ``diffusion_pytorch_model.safetensors``, a sharded
+  ``diffusion_pytorch_model.safetensors.index.json`` with its shards, or the same as ``.bin``
+  (``torch.load(weights_only=True)``; sharded with ``diffusion_pytorch_model.bin.index.json``).
+  This is how MAG saves its generator and
   memory model (``CausalWanModel.from_pretrained(args.generator_ckpt / args.memory_ckpt)`` in
   Xilluill/MAG ``pipeline/memory_generation_pipeline.py``) and how the original
   Wan-AI/Wan2.1-T2V-1.3B repo ships its transformer;
 * Self-Forcing ``.pt``: a dict with ``generator`` and ``generator_ema`` state dicts (guandeh17/
   Self-Forcing ``inference.py``: ``state_dict['generator' if not args.use_ema else
   'generator_ema']`` loaded into ``WanDiffusionWrapper``, whose transformer is ``.model``, hence
-  keys prefixed ``model.``). Read with ``torch.load(weights_only=True)`` only.
+  keys prefixed ``model.``). Read with ``torch.load(weights_only=True)`` only;
+* LongLive ``longlive_base.pt`` and CausVid ``model.pt``: the same wrapper format, read from the
+  ``generator`` key (LongLive's inference config has ``use_ema: false``; CausVid loads
+  ``torch.load(...)['generator']``); LongLive's loader also takes a bare ``model`` key. LongLive's
+  LoRA is merged by :mod:`magbench.baselines.wan.lora`.
 
 Known wrapper prefixes (``model.``, ``module.``, ``_orig_mod.``, ``_fsdp_wrapped_module.``) are
 stripped; any other missing or unexpected key is an error that names it.
@@ -32,6 +38,13 @@ from magbench.baselines.wan.model import CausalWan, WanConfig
 PREFIXES = ("_fsdp_wrapped_module.", "_orig_mod.", "module.", "model.")
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
+BIN_NAME = "diffusion_pytorch_model.bin"
+BIN_INDEX_NAME = "diffusion_pytorch_model.bin.index.json"
+# The MAG reference's own layout: configs/mag.yaml names this folder as both generator_ckpt and
+# memory_ckpt (Xilluill/MAG @ 08008c6).
+MAG_REFERENCE_FOLDER = "checkpoints/bc400"
+MAG_GENERATOR_WORDS = ("generator",)
+MAG_MEMORY_WORDS = ("memory", "compress")
 
 
 class CheckpointError(MagbenchError):
@@ -62,7 +75,7 @@ WAN_BASE = register_artifact(
         files=("config.json", WEIGHTS_NAME),
         required=("config.json", WEIGHTS_NAME),
         env_var="MAGBENCH_WAN_BASE",
-        download_command="huggingface-cli download Wan-AI/Wan2.1-T2V-1.3B config.json diffusion_pytorch_model.safetensors",
+        download_command="hf download Wan-AI/Wan2.1-T2V-1.3B config.json diffusion_pytorch_model.safetensors",
         description="Wan2.1-T2V-1.3B base transformer (original Wan naming)",
     )
 )
@@ -77,22 +90,63 @@ SELF_FORCING = register_artifact(
         description="Self-Forcing DMD generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks)",
     )
 )
-# MAG's hub repo also holds the MAG-Bench videos: only the checkpoint folders are fetched. The
-# configs name them under checkpoints/ (configs/mag.yaml: generator_ckpt/memory_ckpt:
-# checkpoints/bc400; configs/block_compress.yaml: checkpoints/sf300); the exact folder names of the
-# released generator and memory model could not be confirmed offline, so the method looks for
-# them (see ``find_model_folders``) and takes ``generator_path=`` / ``memory_path=`` options.
+# LongLive v1.0 (the 1.3B model). Its README badge and release note link
+# Efficient-Large-Model/LongLive-1.3B, while an older README/docs download command names
+# Efficient-Large-Model/LongLive (baselines.md 2.1): we take the repo the v1.0 branch links to;
+# a copy from the other repo works through MAGBENCH_LONGLIVE or the options checkpoint_path= and
+# lora_path=. File names as configs/longlive_inference.yaml (longlive_models/models/...).
+LONGLIVE = register_artifact(
+    HubArtifact(
+        name="longlive",
+        repo_id="Efficient-Large-Model/LongLive-1.3B",
+        files=("models/longlive_base.pt", "models/lora.pt"),
+        required=("models/longlive_base.pt", "models/lora.pt"),
+        env_var="MAGBENCH_LONGLIVE",
+        download_command="magbench download --method longlive",
+        description="LongLive-1.3B base generator + LoRA (rank 256), merged at load",
+    )
+)
+# CausVid's autoregressive Wan checkpoint (README: the autoregressive_checkpoint folder of
+# tianweiy/CausVid; minimal_inference/autoregressive_inference.py loads <folder>/model.pt).
+CAUSVID = register_artifact(
+    HubArtifact(
+        name="causvid",
+        repo_id="tianweiy/CausVid",
+        files=("autoregressive_checkpoint/model.pt",),
+        required=("autoregressive_checkpoint/model.pt",),
+        env_var="MAGBENCH_CAUSVID",
+        download_command="magbench download --method causvid",
+        description="CausVid autoregressive generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks, 3 steps)",
+    )
+)
+# MAG's hub repo also holds the MAG-Bench videos: only model folders are fetched, wherever they
+# are (``*`` crosses folders in allow_patterns), and only they make the weights count as present.
+# The configs name them under checkpoints/ (configs/mag.yaml: generator_ckpt = memory_ckpt =
+# checkpoints/bc400); the released folder names could not be confirmed offline, so
+# ``resolve_mag_folders`` picks them by a documented rule and takes ``generator_path=`` /
+# ``memory_path=`` options.
 MAG = register_artifact(
     HubArtifact(
         name="mag",
         repo_id="xilluill/MAG",
-        files=("checkpoints/*/config.json", "checkpoints/*/diffusion_pytorch_model*", "README.md"),
-        required=(),
+        files=("config.json", "*/config.json", "diffusion_pytorch_model*", "*/diffusion_pytorch_model*"),
+        required=("*diffusion_pytorch_model*",),
         env_var="MAGBENCH_MAG",
         download_command="magbench download --method mag",
         description="MAG generator and memory model (diffusers-style folders)",
     )
 )
+
+
+def _find_local_mag(art: HubArtifact) -> Path | None:
+    """A cached snapshot counts only if it holds a model folder (config.json + weights)."""
+    from magbench.hub import _cached_snapshot
+
+    snap = _cached_snapshot(art)
+    return snap if snap is not None and find_model_folders(snap) else None
+
+
+object.__setattr__(MAG, "find_local", _find_local_mag)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -113,39 +167,70 @@ def strip_prefixes(state: Mapping[str, torch.Tensor], expected: set[str]) -> dic
     return out
 
 
+def _read_sharded(folder: Path, index_name: str, read) -> dict[str, torch.Tensor]:
+    """The shards an index names, every one present, every indexed key found."""
+    index_file = folder / index_name
+    try:
+        weight_map = json.loads(index_file.read_text())["weight_map"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{index_file}: unreadable index ({exc.__class__.__name__}: {exc})") from exc
+    shards = sorted(set(weight_map.values()))
+    absent = [s for s in shards if not (folder / s).is_file()]
+    if absent:
+        raise CheckpointError(f"{index_file}: shard(s) {absent} missing from {folder}; download the whole folder")
+    state: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        state.update(read(folder / shard))
+    lost = sorted(set(weight_map) - set(state))
+    if lost:
+        raise CheckpointError(f"{index_file}: keys {lost[:5]} are in the index but in none of its shards")
+    return state
+
+
+def _torch_load(p: Path, ema: bool = True) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{p}: not loadable with torch.load(weights_only=True): {exc}") from exc
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{p}: expected a dict, got {type(obj).__name__}")
+    # LongLive's loader also accepts a bare {"model": ...} (NVlabs/LongLive inference.py).
+    for k in (("generator_ema", "generator", "model") if ema else ("generator", "model")):
+        if k in obj and isinstance(obj[k], Mapping):
+            return dict(obj[k])
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return dict(obj)  # a bare state dict
+    raise CheckpointError(f"{p}: no generator state dict in it (top-level keys: {sorted(map(str, obj))[:8]})")
+
+
 def read_state_dict(path: str | Path, ema: bool = True) -> dict[str, torch.Tensor]:
-    """A state dict from a diffusers-style folder, a .safetensors file or a Self-Forcing .pt."""
+    """A state dict from a diffusers-style folder, a .safetensors file or a .pt/.bin file."""
     from safetensors.torch import load_file
+
+    def read_safetensors(f: Path) -> dict[str, torch.Tensor]:
+        return load_file(str(f))
+
+    def read_bin(f: Path) -> dict[str, torch.Tensor]:
+        return _torch_load(f, ema)
 
     p = Path(path)
     if p.is_dir():
         if (p / WEIGHTS_NAME).is_file():
             return load_file(str(p / WEIGHTS_NAME))
         if (p / INDEX_NAME).is_file():
-            index = json.loads((p / INDEX_NAME).read_text())
-            state: dict[str, torch.Tensor] = {}
-            for shard in sorted(set(index["weight_map"].values())):
-                state.update(load_file(str(p / shard)))
-            return state
-        raise CheckpointError(f"{p}: no {WEIGHTS_NAME} (or {INDEX_NAME}) in this folder")
+            return _read_sharded(p, INDEX_NAME, read_safetensors)
+        if (p / BIN_NAME).is_file():
+            return _torch_load(p / BIN_NAME, ema)
+        if (p / BIN_INDEX_NAME).is_file():
+            return _read_sharded(p, BIN_INDEX_NAME, read_bin)
+        raise CheckpointError(f"{p}: no {WEIGHTS_NAME}, {BIN_NAME} or their .index.json in this folder")
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint")
     if p.suffix == ".safetensors":
         return load_file(str(p))
     if p.suffix in (".pt", ".pth", ".bin"):
-        try:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{p}: not loadable with torch.load(weights_only=True): {exc}") from exc
-        if not isinstance(obj, Mapping):
-            raise CheckpointError(f"{p}: expected a dict, got {type(obj).__name__}")
-        for k in (("generator_ema", "generator") if ema else ("generator",)):
-            if k in obj and isinstance(obj[k], Mapping):
-                return dict(obj[k])
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return dict(obj)  # a bare state dict
-        raise CheckpointError(f"{p}: no generator state dict in it (top-level keys: {sorted(map(str, obj))[:8]})")
-    raise CheckpointError(f"{p}: unknown checkpoint format {p.suffix!r} (expected a folder, .safetensors or .pt)")
+        return _torch_load(p, ema)
+    raise CheckpointError(f"{p}: unknown checkpoint format {p.suffix!r} (expected a folder, .safetensors, .pt or .bin)")
 
 
 def read_config(path: str | Path, base: WanConfig | None = None) -> WanConfig:
@@ -190,43 +275,77 @@ def load_wan(path: str | Path, base: WanConfig | None = None, ema: bool = True) 
     return model.eval().requires_grad_(False)
 
 
+def _is_model_folder(d: Path) -> bool:
+    if not (d / "config.json").is_file():
+        return False
+    names = [f.name for f in d.iterdir() if f.is_file()]
+    return any(n.startswith("diffusion_pytorch_model") and n.endswith((".safetensors", ".bin")) for n in names) or (
+        INDEX_NAME in names or BIN_INDEX_NAME in names
+    )
+
+
 def find_model_folders(root: str | Path) -> list[Path]:
-    """Diffusers-style model folders (config.json + weights) under ``root``, sorted."""
+    """Diffusers-style model folders under ``root`` (at any depth), sorted: ``config.json`` plus
+    ``diffusion_pytorch_model*.safetensors`` or ``diffusion_pytorch_model*.bin``."""
     root = Path(root)
-    found = []
-    for cfg in root.rglob("config.json"):
-        d = cfg.parent
-        if (d / WEIGHTS_NAME).is_file() or (d / INDEX_NAME).is_file():
-            found.append(d)
-    return sorted(found)
+    return sorted({cfg.parent for cfg in root.rglob("config.json") if _is_model_folder(cfg.parent)})
 
 
-def resolve_mag_folders(root: str | Path, generator: str | None, memory: str | None) -> tuple[Path, Path]:
-    """The generator and memory-model folders of a MAG download.
+def resolve_mag_folders(
+    root: str | Path, generator: str | None, memory: str | None, need_memory: bool = True
+) -> tuple[Path, Path | None]:
+    """The generator and memory-model folders of a MAG download (``root``: the snapshot).
 
-    Explicit paths (absolute, or relative to ``root``) win. Otherwise folders whose name contains
-    "memory" / "generator" are taken; anything ambiguous is an error listing what was found.
+    The rule, for each of the two roles on its own:
+
+    1. the option (``generator_path`` / ``memory_path``): a folder, absolute or relative to
+       ``root``;
+    2. otherwise the one model folder whose path below ``root`` names the role: a path part
+       containing "generator" for the generator; "memory" or "compress" for the memory model
+       (a folder naming both roles counts as the memory model). Two or more such folders:
+       undecided;
+    3. otherwise the reference's own layout: ``checkpoints/bc400``, which MAG's configs
+       (``configs/mag.yaml``) name as both ``generator_ckpt`` and ``memory_ckpt``;
+    4. otherwise, when the snapshot holds exactly one model folder, that folder.
+
+    A role still undecided is an error listing the model folders found and both options.
+    ``need_memory=False`` (the memory-model ablation) resolves the generator only.
     """
     root = Path(root)
 
-    def explicit(p: str) -> Path:
+    def explicit(p: str, option: str) -> Path:
         q = Path(p).expanduser()
         q = q if q.is_absolute() else root / q
         if not q.exists():
-            raise CheckpointError(f"MAG: {q} does not exist")
+            raise CheckpointError(f"MAG: {option}={p}: {q} does not exist")
         return q
 
-    if generator and memory:
-        return explicit(generator), explicit(memory)
-    folders = find_model_folders(root)
-    mem = [f for f in folders if "memory" in f.name.lower() or "compress" in f.name.lower()]
-    gen = [f for f in folders if f not in mem and ("generator" in f.name.lower() or "mag" in f.name.lower())]
-    g = explicit(generator) if generator else (gen[0] if len(gen) == 1 else None)
-    m = explicit(memory) if memory else (mem[0] if len(mem) == 1 else None)
-    if g is None or m is None:
-        listing = ", ".join(str(f.relative_to(root)) for f in folders) or "none"
+    folders: list[Path] | None = None
+
+    def by_rule(words: tuple[str, ...], exclude: tuple[str, ...] = ()) -> Path | None:
+        nonlocal folders
+        folders = find_model_folders(root) if folders is None else folders
+
+        def names(f: Path, ws: tuple[str, ...]) -> bool:
+            return any(w in part.lower() for part in f.relative_to(root).parts for w in ws)
+
+        named = [f for f in folders if names(f, words) and not names(f, exclude)]
+        if named:
+            return named[0] if len(named) == 1 else None
+        reference = root / MAG_REFERENCE_FOLDER
+        if reference in folders:
+            return reference
+        return folders[0] if len(folders) == 1 else None
+
+    g = explicit(generator, "generator_path") if generator else by_rule(MAG_GENERATOR_WORDS, MAG_MEMORY_WORDS)
+    m = None
+    if need_memory:
+        m = explicit(memory, "memory_path") if memory else by_rule(MAG_MEMORY_WORDS)
+    undecided = [role for role, got in (("generator", g), ("memory model", m if need_memory else root)) if got is None]
+    if undecided:
+        listing = ", ".join(str(f.relative_to(root)) for f in folders or []) or "none"
         raise CheckpointError(
-            f"MAG: cannot tell the generator and the memory model apart in {root} (model folders: {listing}); "
-            "pass the options generator_path=... and memory_path=..."
+            f"MAG: cannot decide the {' and the '.join(undecided)} in {root} (model folders found: {listing}); "
+            "pass --opt generator_path=FOLDER --opt memory_path=FOLDER (absolute or relative to that folder)"
         )
     return g, m

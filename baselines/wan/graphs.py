@@ -2,9 +2,8 @@
 
 A block's denoising passes only read the KV memory (they write its scratch region, which the
 next pass overwrites). Once the memory's layout stops changing (MAG's ring of slots full, a
-sliding window full) every pass launches the same ~1000 kernels on the same buffers; MAG's
-small blocks are bound by the CPU launching them (benchmarks/RESULTS.md), and a graph replays
-them with one launch.
+sliding window full) every pass launches the same ~1000 kernels on the same buffers, and a graph
+replays them with one launch (what that saves is measured in benchmarks/RESULTS.md).
 
 What changes between passes is copied into fixed buffers before each replay: the noisy latents,
 the timesteps, the block's RoPE tables, and the prompt's cross-attention K/V (only when the
@@ -92,8 +91,8 @@ class GraphedDenoiser:
 
     def _memory_buffers(self) -> tuple:
         # Graphs hold addresses: same addresses and sizes mean the same buffers, whatever happened.
-        bufs = self.memory._k + self.memory._v
-        return (self.memory._alloc_frames, *(b.data_ptr() for b in bufs)) if bufs else ()
+        bufs = self.memory.buffers()
+        return (self.memory.allocated_frames, *(b.data_ptr() for b in bufs)) if bufs else ()
 
     def _set_context(self, context_kv: ContextKV) -> None:
         if context_kv is self._ctx_src:
@@ -122,7 +121,7 @@ class GraphedDenoiser:
         if buffers != self._buffers:
             self.clear()
             self._buffers = buffers
-        key = (self.memory._plan(start_frame, x.shape[1]), tuple(x.shape), x.dtype, tuple(t.shape), t.dtype)
+        key = (self.memory.plan(start_frame, x.shape[1]), tuple(x.shape), x.dtype, tuple(t.shape), t.dtype)
         entry = self._graphs.get(key)
         if entry is None:
             self._uses[key] += 1

@@ -36,6 +36,22 @@ Verified against the reference code (Xilluill/MAG ``wan/modules/causal_model.py`
   ``sink_len = min(current_start, sink_size * frame_seqlen)``) + ``min(b, 21)`` slots + itself;
   generator and memory model share this one cache;
 * :class:`FullHistory` keeps every committed frame (the reference's ``local_attn_size=-1``).
+
+The baselines' own caches map onto these policies (checked against recordings of the reference
+code, ``tests/golden/``):
+
+* Self-Forcing (guandeh17/Self-Forcing ``wan/modules/causal_model.py``, ``CausalWanSelfAttention``
+  with a cache) and LongLive v1.0 (NVlabs/LongLive ``wan/modules/causal_model.py``) hold a cache of
+  ``local_attn_size`` frames *including* the block being generated and the ``sink_size`` sink
+  frames; when a new block overflows it, the oldest non-sink frames are shifted out. Attention is
+  over the whole filled cache. That is :class:`SlidingWindow` with
+  ``window_frames = local_attn_size - sink_size - block`` (:meth:`SlidingWindow.from_reference`):
+  LongLive's default (12, sink 3) keeps sink 3 + 6 past frames, Self-Forcing with its code's own
+  window at the training length (21, sink 0) keeps 18 past frames;
+* CausVid (tianweiy/CausVid ``causvid/models/wan/causal_model.py``) writes each block at its
+  absolute position in a 21-frame cache and never evicts; its long-video script restarts the
+  cache with a few carried latents at position 0 (:class:`RolloutMemory`, driven by
+  :class:`magbench.baselines.wan.sampler.RolloutSampler`).
 """
 
 from __future__ import annotations
@@ -55,7 +71,6 @@ class KVMemory(ABC):
     """Base class: buffers, the attend/commit protocol and byte accounting."""
 
     name = "memory"
-    attn_mask: torch.Tensor | None = None  # policies attend unmasked; a test reference may mask
 
     def __init__(self, num_layers: int, block_frames: int = 3) -> None:
         self.num_layers = num_layers
@@ -184,6 +199,26 @@ class KVMemory(ABC):
         """The raw buffers of one layer (tests and debugging)."""
         return self._k[layer], self._v[layer]
 
+    # -- read-only views (CUDA graphs, benchmarks) ------------------------------------------------
+    @property
+    def allocated_frames(self) -> int:
+        """Frames the buffers have room for (0 before the first pass allocates them)."""
+        return self._alloc_frames
+
+    def buffers(self) -> list[torch.Tensor]:
+        """Every layer's K buffer, then every layer's V buffer (empty before the first pass)."""
+        return self._k + self._v
+
+    def plan(self, start_frame: int, n_frames: int) -> tuple[int, int]:
+        """Where a block of ``n_frames`` starting at ``start_frame`` would run now: (first attended
+        buffer frame, buffer frame the block is written to). Changes nothing."""
+        return self._plan(start_frame, n_frames)
+
+    def attended_frames(self, start_frame: int, n_frames: int) -> int:
+        """Latent frames such a block attends to: what the memory exposes, plus the block itself."""
+        read_from, cur = self._plan(start_frame, n_frames)
+        return cur + n_frames - read_from
+
     def describe(self) -> dict[str, int | str]:
         return {"policy": self.name}
 
@@ -291,6 +326,14 @@ class SlidingWindow(KVMemory):
     def kept_frames(self) -> list[int]:
         return sorted(self._where.values())
 
+    @classmethod
+    def from_reference(
+        cls, num_layers: int, local_attn_size: int, sink_size: int = 0, block_frames: int = 3
+    ) -> "SlidingWindow":
+        """The Self-Forcing/LongLive cache of ``local_attn_size`` frames (sink and current block
+        included) with a ``sink_size``-frame sink, as this policy."""
+        return cls(num_layers, local_attn_size - sink_size - block_frames, sink_size, block_frames)
+
     def describe(self) -> dict[str, int | str]:
         return {"policy": self.name, "window_frames": self.window_frames, "sink_frames": self.sink_frames}
 
@@ -359,3 +402,56 @@ class CompressedMemory(KVMemory):
 
     def describe(self) -> dict[str, int | str]:
         return {"policy": self.name, "slots": self.slots, "sink_frames": self.sink_frames, "keep_index": self.keep_index}
+
+
+class RolloutMemory(FullHistory):
+    """CausVid's cache: every frame of the current *rollout* (at most ``rollout_frames``, 21),
+    at positions counted from the rollout's start; no eviction inside a rollout.
+
+    The memory itself only fills; :class:`magbench.baselines.wan.sampler.RolloutSampler` starts
+    the next rollout when a block no longer fits: it resets this memory and commits the last
+    ``carry_frames`` latents (3, CausVid's ``--num_overlap_frames``) again at positions 0.. .
+    ``context_frames`` is how many context latents the first rollout starts from (3 = the
+    long-video script's carry; 18 = the most its ``start_latents`` can take).
+    """
+
+    name = "rollouts"
+
+    def __init__(
+        self, num_layers: int, block_frames: int = 3, rollout_frames: int = 21, carry_frames: int = 3,
+        context_frames: int = 3,
+    ) -> None:
+        for what, n in (("carry_frames", carry_frames), ("context_frames", context_frames)):
+            if n < 1 or n % block_frames or n + block_frames > rollout_frames:
+                raise MagbenchError(
+                    f"rollouts: {what}={n} must be a positive multiple of the block ({block_frames}) "
+                    f"that leaves room for a block in a rollout of {rollout_frames} frames"
+                )
+        self.rollout_frames = rollout_frames
+        self.carry_frames = carry_frames
+        self.context_frames = context_frames
+        super().__init__(num_layers, block_frames, max_frames=rollout_frames, reserve_frames=rollout_frames)
+        self.rollouts = 0
+
+    def reset(self) -> None:
+        super().reset()
+        self.rollouts = 0
+
+    def restart(self) -> None:
+        """Empty the cache for a new rollout (positions start again at 0)."""
+        self._n = 0
+        self.rollouts += 1
+
+    def fits(self, n_frames: int) -> bool:
+        return self._n + n_frames <= self.rollout_frames
+
+    @property
+    def position(self) -> int:
+        """Rollout position of the next frame (its RoPE frame index)."""
+        return self._n
+
+    def describe(self) -> dict[str, int | str]:
+        return {
+            "policy": self.name, "rollout_frames": self.rollout_frames, "carry_frames": self.carry_frames,
+            "context_frames": self.context_frames,
+        }

@@ -6,21 +6,24 @@ frames) and differ in what the KV memory keeps:
 * ``mag``: MAG's generator + memory model; compressed memory of ``slots`` (21) frames, one per
   block, plus a ``sink_frames`` (2) sink (Xilluill/MAG ``configs/magbench_inference.yaml``:
   ``local_attn_size: 21``, ``sink_size: 2``, ``cache_mode: block_compress``);
+  ``memory_model=False`` is the paper's ablation: the generator writes that memory itself;
 * ``self-forcing``: the Self-Forcing DMD generator (EMA weights, as its README's ``--use_ema``)
-  with a rolling window of ``window_frames`` (21: Self-Forcing is trained on 21-frame
-  attention; MAG's rolling baseline config uses ``local_attn_size: 21``) past latent frames and a
-  ``sink_frames`` (3: LongLive's frame sink, one block) attention sink;
+  with its reference cache of 21 frames including the current block, no sink, rolled past 21
+  frames by the reference code's own ``local_attn_size`` (see :class:`SelfForcing`);
+* ``longlive``: LongLive-1.3B (base + merged LoRA) with its 12-frame cache including a 3-frame
+  sink (see :class:`LongLive`);
+* ``causvid``: CausVid's autoregressive generator, 3 raw steps, 21-frame rollouts carrying 3
+  latents (see :class:`CausVid`);
 * ``full-history``: the Self-Forcing generator attending every past frame (``max_frames`` caps it).
 
 Common options: ``config`` ("t2v-1.3b" or "tiny"), ``random_weights`` (no downloads: random
 transformer, random VAE, pseudo prompt embeddings; for CPU tests and timing), ``resolution``
 ([H, W]; default 480x832, 32x48 for the tiny config), ``use_prompt`` (True: the caption
 conditions the generator, as MAG-Bench's ``--use_prompt``), ``fuse_qkv`` (True), ``attention``
-("auto", "sdpa", "flash"), ``compile`` (False: torch.compile the transformer blocks),
+("auto": flash-attn-4 on Hopper/Blackwell when installed, else SDPA; "sdpa"; "flash"),
 ``fused_elementwise`` (True: RoPE/RMSNorm/modulation/residual groups through torch.compile on
-CUDA, 0.83x the block time of eager for mag and self-forcing on an H100), ``cuda_graphs`` (False:
-replay the denoising passes from CUDA graphs; exact, but only ~1% faster: see
-benchmarks/RESULTS.md),
+CUDA), ``cuda_graphs`` (False: replay the denoising passes from CUDA graphs; exact), each
+measured in benchmarks/RESULTS.md; ``build.build_transformer`` builds the same parts for scripts,
 ``checkpoint_path`` / ``generator_path`` / ``memory_path`` / ``vae_path`` (local overrides).
 
 The protocol hands over 12a-3 context frames: 3a latent frames, whole blocks. They are VAE-encoded
@@ -28,6 +31,9 @@ as a stream and fed block by block through the clean cache-update pass (as MAG's
 ``inference_w_initial_video``); the VAE decoder runs over them too, so that its causal cache is in
 the state a whole-video decode would have, and each generated block then decodes to exactly 12
 pixel frames (4 per latent frame; only the video's very first latent frame gives 1).
+
+With ``--memory-source ground-truth`` a generated block is not committed: the harness hands over
+its ground-truth frames and :meth:`_WanMethod.remember_ground_truth` commits their latents.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from magbench.errors import MagbenchError
 from magbench.method import Method, MethodNeeds, SampleInfo
 from magbench.registry import register_method
 
-from magbench.baselines.wan.checkpoint import MAG, SELF_FORCING, WAN_DIFFUSERS
+from magbench.baselines.wan.checkpoint import CAUSVID, LONGLIVE, MAG, SELF_FORCING, WAN_DIFFUSERS
 
 BLOCK_FRAMES = 3
 PIXELS_PER_LATENT = 4
@@ -53,7 +59,6 @@ COMMON_OPTIONS = {
     "use_prompt": True,
     "fuse_qkv": True,
     "attention": "auto",
-    "compile": False,
     "fused_elementwise": True,
     "cuda_graphs": False,
     "checkpoint_path": None,
@@ -68,15 +73,16 @@ COMMON_OPTIONS = {
 class _WanMethod(Method):
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
     resolution: ClassVar[tuple[int, int] | None] = (480, 832)
-    defaults: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[dict[str, Any]] = COMMON_OPTIONS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass's ``defaults`` lists its own options; every Wan method also takes the common ones.
+        super().__init_subclass__(**kwargs)
+        cls.defaults = {**COMMON_OPTIONS, **cls.__dict__.get("defaults", {})}
 
     def __init__(self, **options: Any) -> None:
-        allowed = {**COMMON_OPTIONS, **self.defaults}
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise TypeError(f"unknown option(s) {unknown}; known: {sorted(allowed)}")
-        super().__init__(**options)
-        self.opts = {**allowed, **options}
+        super().__init__(**options)  # unknown options refused, defaults merged (Method)
+        self.opts = self.options
         res = self.opts["resolution"]
         if res is None and self.opts["config"] == "tiny":
             res = (32, 48)
@@ -112,10 +118,15 @@ class _WanMethod(Method):
         model = model.to(device=self.device, dtype=self.dtype)
         if self.opts["fuse_qkv"]:
             model.fuse_qkv()
-        if self.opts["compile"]:
-            for blk in model.blocks:
-                blk.compile(dynamic=False)
         return model
+
+    def _make_sampler(self, generator, memory, memory_model=None):
+        """The block sampler (Self-Forcing's 4 warped steps); CausVid overrides it."""
+        from magbench.baselines.wan.sampler import BlockSampler
+
+        return BlockSampler(
+            generator, memory, memory_model=memory_model, block_frames=BLOCK_FRAMES, cuda_graphs=bool(self.opts["cuda_graphs"])
+        )
 
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         super().load(device, dtype)
@@ -128,22 +139,16 @@ class _WanMethod(Method):
                 if art is not WAN_DIFFUSERS and (self.opts["checkpoint_path"] or (self.opts["generator_path"] and self.opts["memory_path"])):
                     continue
                 art.require()
-        from magbench.baselines.wan.model import set_attention_backend, set_fused_elementwise
-        from magbench.baselines.wan.sampler import BlockSampler
+        from magbench.baselines.wan.build import build_transformer
         from magbench.baselines.wan.text import PromptEncoder
         from magbench.baselines.wan.vae import WanVAE, tiny_vae_config, wan_vae_config
 
-        set_attention_backend(self.opts["attention"])
-        set_fused_elementwise(bool(self.opts["fused_elementwise"]))
-        generator, memory_model = self._load_generator()
-        self.generator = self._prep(generator)
-        self.memory_model = self._prep(memory_model) if memory_model is not None else None
+        parts = build_transformer(self)  # kernels (attention, fused_elementwise) held by the models
+        self.generator, self.memory_model, self.memory, self.sampler = parts.generator, parts.memory_model, parts.memory, parts.sampler
         cfg = self.generator.cfg
-        self.memory = self._make_memory(cfg.num_layers)
-        self.sampler = BlockSampler(
-            self.generator, self.memory, memory_model=self.memory_model, block_frames=BLOCK_FRAMES,
-            cuda_graphs=bool(self.opts["cuda_graphs"]),
-        )
+        if self.device.type == "cuda" and self.resolution:
+            # Just-in-time compilation (flash-attn-4, the fused groups) here, not in a timed block.
+            parts.warmup((cfg.in_dim, self.resolution[0] // 8, self.resolution[1] // 8))
         vae_dtype = dtype if torch.device(device).type == "cuda" else torch.float32
         if random:
             vae_cfg = tiny_vae_config() if self.opts["config"] == "tiny" else wan_vae_config()
@@ -155,6 +160,8 @@ class _WanMethod(Method):
             folder = root
         if self.vae.z_dim != cfg.in_dim:
             raise MagbenchError(f"VAE latent channels {self.vae.z_dim} != transformer input {cfg.in_dim}")
+        if self.device.type == "cuda" and self.resolution:
+            self.vae.warmup(*self.resolution)  # the compiled norms' JIT, before the first sample
         cache = Path(self.opts["prompt_cache"]).expanduser() if self.opts["prompt_cache"] else None
         self.text = PromptEncoder(folder, device, dtype, text_dim=cfg.text_dim, text_len=cfg.text_len, cache_dir=cache)
 
@@ -174,6 +181,13 @@ class _WanMethod(Method):
         self._dec = self.vae.decoder_stream()
         self._pending: torch.Tensor | None = None  # context latents not yet a whole block
         self._timing = {}
+        # --memory-source ground-truth: generated blocks are not committed; remember_ground_truth
+        # commits the ground truth's latents of the same span instead.
+        self._from_ground_truth = sample.memory_source == "ground-truth"
+        self._uncommitted = 0  # generated blocks whose ground truth has not been committed yet
+        self._gt_pending: torch.Tensor | None = None  # ground-truth latents not yet a whole block
+        self._gt_memory_s = 0.0
+        self._gt_frames = 0
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -204,8 +218,17 @@ class _WanMethod(Method):
             )
         produced, decode_s, transformer_s = 0, 0.0, 0.0
         while produced < num_frames:
+            if self._uncommitted:
+                raise MagbenchError(
+                    f"{self.name}: with --memory-source ground-truth, remember_ground_truth() must get the frames "
+                    "of each block before the next one is generated"
+                )
             t0 = time.perf_counter()
-            latents = self.sampler.next_block()
+            if self._from_ground_truth:
+                latents = self.sampler.next_block(commit=False)
+                self._uncommitted += 1
+            else:
+                latents = self.sampler.next_block()
             self._sync()
             t1 = time.perf_counter()
             pixels = self._dec.push(latents)
@@ -214,9 +237,44 @@ class _WanMethod(Method):
             transformer_s += t1 - t0
             decode_s += t2 - t1
             self._timing = {"decode_s": decode_s, "transformer_s": transformer_s}
+            if self._from_ground_truth:
+                self._timing["ground_truth_memory_s"] = self._gt_memory_s
             take = min(pixels.shape[0], num_frames - produced)
             produced += take
             yield pixels[:take].to(self.dtype if self.dtype.is_floating_point else torch.float32)
+
+    @torch.no_grad()
+    def remember_ground_truth(self, frames: torch.Tensor) -> None:
+        """Write the memory of the block just generated from its ground-truth frames.
+
+        As the reference's ``gt_latent`` branch (Xilluill/MAG ``inference_w_initial_video`` and
+        ``..._only_generator``): the cache-update pass (t = 0; MAG's memory model with the empty
+        prompt, or the generator with the caption) runs on the ground truth's latents of the
+        block's span instead of on the generated ones; the decoder still decodes the generated
+        latents. The reference VAE-encodes context and target in one call and splits the latents;
+        the streaming encoder, continuing from the context, gives the same latents (the Wan VAE
+        encoder is causal). A final span shorter than a block (a target that is not whole blocks)
+        leaves its last latents uncommitted: no block follows that would read them.
+        """
+        if not self._from_ground_truth:
+            raise MagbenchError(f"{self.name}: remember_ground_truth() belongs to --memory-source ground-truth; this sample's is generated")
+        t0 = time.perf_counter()
+        lat = self._enc.push(frames)
+        if lat is not None:
+            lat = lat.to(self.device, self.dtype)
+            self._gt_pending = lat if self._gt_pending is None else torch.cat([self._gt_pending, lat], dim=1)
+            while self._gt_pending.shape[1] >= BLOCK_FRAMES:
+                if not self._uncommitted:
+                    raise MagbenchError(f"{self.name}: remember_ground_truth() got frames beyond the blocks generated so far")
+                self.sampler.commit(self._gt_pending[:, :BLOCK_FRAMES])
+                self._gt_pending = self._gt_pending[:, BLOCK_FRAMES:]
+                self._uncommitted -= 1
+        self._gt_frames += frames.shape[0]
+        if self.sample is not None and self._gt_frames >= self.sample.num_target:
+            self._uncommitted = 0  # the target's end: a partial last block is never read
+        self._sync()
+        self._gt_memory_s += time.perf_counter() - t0
+        self._timing["ground_truth_memory_s"] = self._gt_memory_s
 
     def memory_bytes(self) -> int:
         return int(self.memory.memory_bytes()) if hasattr(self, "memory") else 0
@@ -224,10 +282,9 @@ class _WanMethod(Method):
     def timings(self) -> dict[str, float]:
         return dict(self._timing)
 
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        cfg["memory"] = self.memory.describe() if hasattr(self, "memory") else None
-        return cfg
+    def derived(self) -> dict[str, Any]:
+        # From the options alone (buffers are allocated lazily): known before load.
+        return {"memory": self._make_memory(self._model_config().num_layers).describe()}
 
     def close(self) -> None:
         for attr in ("generator", "memory_model", "memory", "sampler", "vae", "text"):
@@ -249,11 +306,31 @@ def _self_forcing_generator(method: _WanMethod):
 
 @register_method("self-forcing")
 class SelfForcing(_WanMethod):
-    """Self-Forcing (Wan2.1-T2V-1.3B, DMD) with a rolling KV window and an attention sink."""
+    """Self-Forcing (Wan2.1-T2V-1.3B, DMD; EMA weights as its README's ``--use_ema``).
 
-    description = "Self-Forcing causal Wan2.1 1.3B, rolling KV window (21 frames) + 3-frame sink."
+    Default memory: the released Self-Forcing cache, continued past its length by the code's own
+    rolling window. The released config (guandeh17/Self-Forcing ``configs/self_forcing_dmd.yaml``,
+    ``local_attn_size=-1``, ``sink_size=0``) holds 21 latent frames, the current block included,
+    with no sink, and cannot go further (``pipeline/causal_inference.py`` allocates 32760 tokens
+    and never evicts). With ``model_kwargs.local_attn_size=21`` the same code evicts the oldest
+    frames instead (``wan/modules/causal_model.py``): identical for the first 21 frames, and the
+    only way its own code generates a MAG-Bench continuation. In this policy's terms: 18 past
+    frames + the current block, no sink (``window_frames=18``, ``sink_frames=0``; parity with the
+    reference code: ``tests/test_wan_parity_self_forcing.py``).
+
+    Other settings through options: ``window_frames`` (past frames kept besides the sink and the
+    current block; the reference's ``local_attn_size - sink_size - 3``) and ``sink_frames``. MAG's
+    rolling baseline cache (``cache_mode: original``: 21 past frames + sink + current block) is
+    ``window_frames=21 sink_frames=3``, this method's default before parity with the reference
+    was checked.
+    """
+
+    description = (
+        "Self-Forcing causal Wan2.1 1.3B; its released 21-frame KV cache (current block included, "
+        "no sink), rolled by its own local_attn_size=21 code past 21 frames."
+    )
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
-    defaults = {"window_frames": 21, "sink_frames": 3, "ema": True}
+    defaults = {"window_frames": 18, "sink_frames": 0, "ema": True}
 
     def _load_generator(self):
         return _self_forcing_generator(self), None
@@ -288,21 +365,203 @@ class MagMethod(_WanMethod):
 
     description = "MAG (Memorize-and-Generate): compressed KV memory, 21 slots + 2-frame sink."
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, MAG))
-    defaults = {"slots": 21, "sink_frames": 2}
+    # memory_model=False is the paper's ablation (the reference's
+    # inference_w_initial_video_only_generator, used without --use_memory_model): the generator
+    # itself, with the caption, runs the context and cache-update passes into the same compressed
+    # memory; the memory model is not loaded.
+    defaults = {"slots": 21, "sink_frames": 2, "memory_model": True}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if not isinstance(self.opts["memory_model"], bool):
+            raise MagbenchError(f"mag: memory_model={self.opts['memory_model']!r} must be true or false")
 
     def _load_generator(self):
         from magbench.baselines.wan.checkpoint import load_wan, resolve_mag_folders
 
+        use_memory_model = self.opts["memory_model"]
         if self.opts["random_weights"]:
             seed = int(self.opts["weights_seed"])
-            return self._random_model(seed), self._random_model(seed + 1)
+            return self._random_model(seed), (self._random_model(seed + 1) if use_memory_model else None)
         gen, mem = self.opts["generator_path"], self.opts["memory_path"]
-        root = Path(".") if (gen and mem) else MAG.require()
-        g, m = resolve_mag_folders(root, gen, mem)
+        root = Path(".") if (gen and (mem or not use_memory_model)) else MAG.require()
+        g, m = resolve_mag_folders(root, gen, mem, need_memory=use_memory_model)
         base = self._model_config()
-        return load_wan(g, base=base), load_wan(m, base=base)
+        return load_wan(g, base=base), (load_wan(m, base=base) if use_memory_model else None)
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        # Which network writes the memory, and with which prompt: the ablation's whole difference.
+        cfg["cache_writer"] = "memory model, empty prompt" if self.opts["memory_model"] else "generator, generation prompt"
+        return cfg
 
     def _make_memory(self, num_layers: int):
         from magbench.baselines.wan.memory import CompressedMemory
 
         return CompressedMemory(num_layers, slots=int(self.opts["slots"]), sink_frames=int(self.opts["sink_frames"]), block_frames=BLOCK_FRAMES)
+
+
+@register_method("longlive")
+class LongLive(_WanMethod):
+    """LongLive-1.3B (NVlabs/LongLive branch ``v1.0``): Wan2.1-T2V-1.3B base checkpoint + LoRA
+    (rank 256, alpha 256, all Linear layers of every block), merged into the weights at load.
+
+    KV policy as ``configs/longlive_inference.yaml`` (``local_attn_size: 12``, ``sink_size: 3``):
+    a 12-latent-frame cache that includes a 3-frame sink (the first block, never evicted) and the
+    current block, so a block attends to sink + 6 previous frames + itself; the oldest non-sink
+    frames are evicted; RoPE positions absolute and growing (the default ``causal_model.py``, not
+    the later "infinity" variant); a clean cache-update pass at t = 0 with the same prompt.
+    Sampler as Self-Forcing's (4 warped steps). Parity: ``tests/test_wan_parity_longlive.py``.
+
+    Context: LongLive's pipeline has no context path. As the equivalent of baselines.md 5.2 (the
+    loop of Self-Forcing's ``initial_latent`` and MAG's generator-only path), the context latents
+    go block by block through the same cache-update pass (t = 0, caption prompt, absolute
+    positions), so the sink is the context's first block and generation continues at position 3m.
+
+    Options: ``window_frames`` (6) and ``sink_frames`` (3) in this package's policy terms
+    (``local_attn_size = sink + window + 3``); ``checkpoint_path`` / ``lora_path`` (local files
+    instead of the hub download), ``lora_rank`` / ``lora_alpha`` (256 / 256).
+    """
+
+    description = (
+        "LongLive-1.3B (Wan2.1 + merged LoRA): 12-frame KV cache incl. a 3-frame sink (first block), "
+        "oldest frames evicted, absolute RoPE."
+    )
+    needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, LONGLIVE))
+    defaults = {"window_frames": 6, "sink_frames": 3, "lora_path": None, "lora_rank": 256, "lora_alpha": 256}
+
+    def _load_generator(self):
+        from magbench.baselines.wan.checkpoint import load_wan
+        from magbench.baselines.wan.lora import merge_lora, read_lora
+
+        if self.opts["random_weights"]:
+            return self._random_model(int(self.opts["weights_seed"])), None
+        base = self.opts["checkpoint_path"] or self.opts["generator_path"]
+        lora = self.opts["lora_path"]
+        root = LONGLIVE.require() if not (base and lora) else None
+        base_path = Path(base).expanduser() if base else root / "models" / "longlive_base.pt"  # type: ignore[operator]
+        lora_path = Path(lora).expanduser() if lora else root / "models" / "lora.pt"  # type: ignore[operator]
+        # use_ema: false in the inference config -> the "generator" weights.
+        model = load_wan(base_path, base=self._model_config(), ema=False)
+        merge_lora(model, read_lora(str(lora_path)), rank=int(self.opts["lora_rank"]), alpha=float(self.opts["lora_alpha"]))
+        return model, None
+
+    def _make_memory(self, num_layers: int):
+        from magbench.baselines.wan.memory import SlidingWindow
+
+        return SlidingWindow(num_layers, int(self.opts["window_frames"]), int(self.opts["sink_frames"]), BLOCK_FRAMES)
+
+
+class _PixelRing:
+    """The most recent pixel frames by absolute index (CausVid re-encodes one when a rollout starts)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.count = 0
+        self._frames: dict[int, torch.Tensor] = {}
+
+    def push(self, frames: torch.Tensor, start: int | None = None) -> None:
+        start = self.count if start is None else start
+        for j in range(frames.shape[0]):
+            self._frames[start + j] = frames[j]
+        self.count = max(self.count, start + frames.shape[0])
+        for k in [k for k in self._frames if k < self.count - self.keep]:
+            del self._frames[k]
+
+    def get(self, index: int) -> torch.Tensor:
+        if index not in self._frames:
+            raise MagbenchError(f"causvid: pixel frame {index} is no longer held (the ring keeps {self.keep})")
+        return self._frames[index]
+
+
+@register_method("causvid")
+class CausVid(_WanMethod):
+    """CausVid (tianweiy/CausVid, Wan2.1 autoregressive checkpoint; ``generator`` weights).
+
+    Sampler as ``configs/wan_causal_dmd.yaml``: 3 steps at the raw timesteps [1000, 757, 522],
+    flow-matching shift 8 (its wrapper's scheduler), sigma of the nearest grid point. KV policy as
+    ``minimal_inference/longvideo_autoregressive_inference.py``: rollouts of 21 latent frames with
+    no eviction inside a rollout; a new rollout restarts positions at 0 from 3 carried latents,
+    the first of which is replaced by the VAE encoding of its last decoded pixel frame alone
+    (``video[-9]``). Parity: ``tests/test_wan_parity_causvid.py``.
+
+    Context (baselines.md 5.2, "faithful" variant, the default): the first rollout starts from
+    the context's last ``context_frames`` = 3 latents as ``start_latents``, the first replaced by
+    the encoding of its last pixel frame (a ground-truth frame here, where CausVid's script uses
+    its own decoded frame), exactly as the script carries 3 latents between rollouts. The other
+    variant, "max-context", is ``context_frames=18``: the most ``start_latents`` a 21-frame
+    rollout can take while leaving room for a block.
+
+    Options: ``rollout_frames`` (21), ``carry_frames`` (3), ``context_frames`` (3 or 18),
+    ``reencode_anchor`` (True; False carries the latents as they are).
+    """
+
+    description = (
+        "CausVid causal Wan2.1 1.3B: 3 raw steps (1000/757/522, shift 8); 21-frame rollouts, "
+        "each restarted at position 0 from 3 carried latents; context: its last 3 latents."
+    )
+    needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, CAUSVID))
+    defaults = {"rollout_frames": 21, "carry_frames": 3, "context_frames": 3, "reencode_anchor": True}
+
+    def _load_generator(self):
+        from magbench.baselines.wan.checkpoint import load_wan
+
+        if self.opts["random_weights"]:
+            return self._random_model(int(self.opts["weights_seed"])), None
+        path = self.opts["checkpoint_path"] or self.opts["generator_path"]
+        path = Path(path).expanduser() if path else CAUSVID.require() / "autoregressive_checkpoint" / "model.pt"
+        return load_wan(path, base=self._model_config(), ema=False), None
+
+    def _make_memory(self, num_layers: int):
+        from magbench.baselines.wan.memory import RolloutMemory
+
+        return RolloutMemory(
+            num_layers, BLOCK_FRAMES, rollout_frames=int(self.opts["rollout_frames"]),
+            carry_frames=int(self.opts["carry_frames"]), context_frames=int(self.opts["context_frames"]),
+        )
+
+    def _make_sampler(self, generator, memory, memory_model=None):
+        """CausVid's sampler (3 raw steps) driving the rollouts; builders of the transformer alone
+        (benchmarks) get it too. The anchor re-encoding needs the VAE: without one (a transformer
+        built on its own) the carried latents are used as they are."""
+        from magbench.baselines.wan.sampler import CAUSVID_SCHEDULE, RolloutSampler
+
+        reencode = bool(self.opts["reencode_anchor"]) and getattr(self, "vae", None) is not None
+        return RolloutSampler(
+            generator, memory, schedule=CAUSVID_SCHEDULE, block_frames=BLOCK_FRAMES,
+            anchor=self._anchor if reencode else None, cuda_graphs=bool(self.opts["cuda_graphs"]),
+        )
+
+    def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        super().load(device, dtype)
+        self.sampler = self._make_sampler(self.generator, self.memory)
+
+    def _anchor(self, latent_index: int) -> torch.Tensor:
+        """The VAE encoding of latent ``latent_index``'s last pixel frame alone (pixel 4l)."""
+        frame = self._pixels.get(PIXELS_PER_LATENT * latent_index)
+        return self.vae.encode(frame[None]).to(self.device, self.dtype)
+
+    def reset(self, sample: SampleInfo) -> None:
+        super().reset(sample)
+        carried = max(int(self.opts["carry_frames"]), int(self.opts["context_frames"]))
+        self._pixels = _PixelRing(PIXELS_PER_LATENT * (carried + BLOCK_FRAMES) + 1)
+        self._last_span = (0, 0)  # pixel index and length of the block generate() last yielded
+
+    @torch.no_grad()
+    def memorize(self, frames: torch.Tensor) -> None:
+        self._pixels.push(frames.to(self.device))
+        super().memorize(frames)
+
+    @torch.no_grad()
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        for pixels in super().generate(num_frames):
+            self._last_span = (self._pixels.count, pixels.shape[0])
+            self._pixels.push(pixels.to(self.device))
+            yield pixels
+
+    if "remember_ground_truth" in _WanMethod.__dict__:  # the Wan methods' --memory-source ground-truth
+
+        def remember_ground_truth(self, frames: torch.Tensor) -> None:
+            # The next rollout re-encodes a frame of what the memory was written from.
+            self._pixels.push(frames.to(self.device), start=self._last_span[0])
+            super().remember_ground_truth(frames)

@@ -29,7 +29,9 @@ Verified against the reference (Xilluill/MAG ``wan/modules/model.py`` and ``caus
 Differences that do not change the function: RoPE is applied in float32 with precomputed
 cos/sin tables (the reference uses complex float64 and casts back to bf16); cross-attention K/V
 of a prompt are computed once and reused (the reference caches them too); q, k, v projections
-may run as one fused matmul (:meth:`CausalWan.fuse_qkv`).
+may run as one fused matmul (:meth:`CausalWan.fuse_qkv`); with ``fused_elementwise`` on CUDA the
+elementwise work between matmuls runs as a few compiled groups and the FFN's GELU in its matmul's
+epilogue (same function, bf16 rounding in another order).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from magbench.baselines.wan.attention import AttentionKernel
 
 if TYPE_CHECKING:  # pragma: no cover
     from magbench.baselines.wan.memory import KVMemory
@@ -114,42 +118,6 @@ class WanConfig:
         return n
 
 
-# -- attention ------------------------------------------------------------------------------------
-_BACKEND = {"name": "auto"}
-
-
-def set_attention_backend(name: str) -> None:
-    """"auto" (flash-attn when installed, on CUDA, in half precision; else SDPA), "sdpa", "flash"."""
-    if name not in ("auto", "sdpa", "flash"):
-        raise ValueError(f"attention backend {name!r}: use auto, sdpa or flash")
-    _BACKEND["name"] = name
-
-
-def _flash_fn() -> Callable[..., torch.Tensor] | None:
-    try:
-        from flash_attn import flash_attn_func  # type: ignore[import-not-found]
-    except Exception:
-        return None
-    return flash_attn_func
-
-
-def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Attention on [B, L, H, D] tensors (k, v may be views of a cache buffer). ``mask`` (bool,
-    [Lq, Lk], True = attend) exists for the uncached reference pass of the tests."""
-    name = _BACKEND["name"]
-    if mask is None and name != "sdpa" and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-        fn = _flash_fn()
-        if fn is not None:
-            return fn(q, k, v)
-        if name == "flash":
-            raise RuntimeError("attention backend 'flash' asked for but flash_attn is not installed")
-    # [B, L, H, D] viewed as [B, H, L, D]: the layout SDPA's flash/efficient kernels read natively.
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-    return out.transpose(1, 2)
-
-
 # -- embeddings -----------------------------------------------------------------------------------
 def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
     half = dim // 2
@@ -161,16 +129,11 @@ def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
 
 # -- fused elementwise work -------------------------------------------------------------------------
 # Between the matmuls a block runs ~40 small memory-bound ops (RoPE and RMSNorm in float32,
-# LayerNorm + modulation, gated residuals). On an H100 they took a third of a block's GPU time
-# and most of its kernel launches. On CUDA each group below runs as one torch.compile'd graph
-# (static shapes, no graph breaks: the KV memory stays outside); on the CPU, and with
-# set_fused_elementwise(False), the same functions run eagerly.
-_FUSED = {"on": True}
-_COMPILED: dict[str, Callable] = {}
-
-
-def set_fused_elementwise(on: bool) -> None:
-    _FUSED["on"] = bool(on)
+# LayerNorm + modulation, gated residuals), most of its kernel launches. With
+# ``fused_elementwise`` (the model's argument) each group below runs on CUDA as one
+# torch.compile'd graph (static shapes, no graph breaks: the KV memory stays outside); on the
+# CPU, and with ``fused_elementwise=False``, the same functions run eagerly.
+_COMPILED: dict[str, Callable] = {}  # one compiled graph per function, shared by every model
 
 
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -208,8 +171,40 @@ def gated_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, n_frame
     return x + (y.unflatten(1, (n_frames, -1)) * gate.unsqueeze(2)).flatten(1, 2)
 
 
-def _fused(fn: Callable, x: torch.Tensor) -> Callable:
-    if not (_FUSED["on"] and x.is_cuda):
+def residual_layer_norm(
+    x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+    n_frames: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gated residual after self-attention, then norm3 (affine LayerNorm) of its result, in one
+    pass: (x', norm3(x'))."""
+    x = gated_residual(x, y, gate, n_frames)
+    return x, F.layer_norm(x, x.shape[-1:], weight, bias, eps).type_as(x)
+
+
+def add_norm_modulate(
+    x: torch.Tensor, y: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float, n_frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cross-attention residual, then the FFN's norm and modulation, in one pass: (x', h)."""
+    x = x + y
+    return x, norm_modulate(x, shift, scale, eps, n_frames)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return _rms(x, weight, eps)
+
+
+def linear_gelu(x: torch.Tensor, linear: nn.Linear, fused: bool) -> torch.Tensor:
+    """``gelu_tanh(linear(x))``; fused on CUDA: the GELU in the matmul's epilogue (cuBLASLt), not a
+    separate pass over the FFN's widest activation."""
+    if fused and x.is_cuda and linear.bias is not None:
+        out = torch._addmm_activation(linear.bias, x.flatten(0, -2), linear.weight.t(), use_gelu=True)
+        return out.unflatten(0, x.shape[:-1])
+    return F.gelu(linear(x), approximate="tanh")
+
+
+def elementwise(fn: Callable, fused: bool, x: torch.Tensor) -> Callable:
+    """``fn`` itself, or its compiled graph when ``fused`` and ``x`` is on CUDA."""
+    if not (fused and x.is_cuda):
         return fn
     compiled = _COMPILED.get(fn.__name__)
     if compiled is None:
@@ -270,10 +265,12 @@ class LayerNorm(nn.LayerNorm):
 
 # -- layers ---------------------------------------------------------------------------------------
 class SelfAttention(nn.Module):
-    def __init__(self, cfg: WanConfig, layer: int) -> None:
+    def __init__(self, cfg: WanConfig, layer: int, attention: AttentionKernel, fused_elementwise: bool) -> None:
         super().__init__()
         d = cfg.dim
         self.layer = layer
+        self.attention = attention
+        self.fused_elementwise = fused_elementwise
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
         self.norm_q = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
@@ -289,21 +286,25 @@ class SelfAttention(nn.Module):
         norm = isinstance(self.norm_q, RMSNorm)
         wq, wk = (self.norm_q.weight, self.norm_k.weight) if norm else (None, None)
         eps = self.norm_q.eps if norm else 0.0
-        q, k = _fused(qk_norm_rope, x)(q, k, wq, wk, eps, self.num_heads, *rope)
-        return q, k, v.unflatten(-1, (self.num_heads, self.head_dim))
+        q, k = elementwise(qk_norm_rope, self.fused_elementwise, x)(q, k, wq, wk, eps, self.num_heads, *rope)
+        # v of the fused projection is a strided view (every third chunk): made contiguous here, the
+        # memory's copy into its cache is a plain vectorised one instead of a strided gather.
+        return q, k, v.unflatten(-1, (self.num_heads, self.head_dim)).contiguous()
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], memory: "KVMemory") -> torch.Tensor:
         q, k, v = self.project(x, rope)
         keys, values = memory.attend(self.layer, k, v)
-        out = attention(q, keys, values, memory.attn_mask)
+        out = self.attention(q, keys, values)
         memory.after_attention(self.layer)
         return self.o(out.flatten(2))
 
 
 class CrossAttention(nn.Module):
-    def __init__(self, cfg: WanConfig) -> None:
+    def __init__(self, cfg: WanConfig, attention: AttentionKernel, fused_elementwise: bool = True) -> None:
         super().__init__()
         d = cfg.dim
+        self.attention = attention
+        self.fused_elementwise = fused_elementwise
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
         self.norm_q = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
@@ -314,18 +315,23 @@ class CrossAttention(nn.Module):
         return self.norm_k(self.k(context)).view(shape), self.v(context).view(shape)
 
     def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        q = self.norm_q(self.q(x)).view(x.shape[0], -1, self.num_heads, self.head_dim)
-        return self.o(attention(q, *kv).flatten(2))
+        q = self.q(x)
+        if isinstance(self.norm_q, RMSNorm):
+            q = elementwise(rms_norm, self.fused_elementwise, x)(q, self.norm_q.weight, self.norm_q.eps)
+        q = q.view(x.shape[0], -1, self.num_heads, self.head_dim)
+        return self.o(self.attention(q, *kv).flatten(2))
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: WanConfig, layer: int) -> None:
+    def __init__(self, cfg: WanConfig, layer: int, attention: AttentionKernel, fused_elementwise: bool) -> None:
         super().__init__()
         d = cfg.dim
         self.eps = cfg.eps  # norm1/norm2 of Wan: LayerNorms without weights, inside norm_modulate
-        self.self_attn = SelfAttention(cfg, layer)
+        self.fused_elementwise = fused_elementwise
+        self.self_attn = SelfAttention(cfg, layer, attention, fused_elementwise)
         self.norm3 = LayerNorm(d, eps=cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
-        self.cross_attn = CrossAttention(cfg)
+        self.cross_attn = CrossAttention(cfg, attention, fused_elementwise)
+        # Wan's parameter names (ffn.0, ffn.2); forward applies them through linear_gelu.
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
@@ -340,13 +346,19 @@ class Block(nn.Module):
         # x: [B, F*T, C]; e0: [B, F, 6, C] (one timestep per latent frame)
         b, n_frames = e0.shape[:2]
         mod = (self.modulation.unsqueeze(1) + e0).unbind(2)  # 6 x [B, F, C]
-        modulate, residual = _fused(norm_modulate, x), _fused(gated_residual, x)
+        fused = self.fused_elementwise
+        modulate, residual = elementwise(norm_modulate, fused, x), elementwise(gated_residual, fused, x)
         eps = self.eps
 
         y = self.self_attn(modulate(x, mod[0], mod[1], eps, n_frames), rope, memory)
-        x = residual(x, y, mod[2], n_frames)
-        x = x + self.cross_attn(self.norm3(x), context_kv)
-        y = self.ffn(modulate(x, mod[3], mod[4], eps, n_frames))
+        if isinstance(self.norm3, LayerNorm):
+            n3 = self.norm3
+            x, h = elementwise(residual_layer_norm, fused, x)(x, y, mod[2], n3.weight, n3.bias, n3.eps, n_frames)
+        else:
+            x = h = residual(x, y, mod[2], n_frames)
+        y = self.cross_attn(h, context_kv)
+        x, h = elementwise(add_norm_modulate, fused, x)(x, y, mod[3], mod[4], eps, n_frames)
+        y = self.ffn[2](linear_gelu(h, self.ffn[0], fused))
         return residual(x, y, mod[5], n_frames)
 
 
@@ -373,19 +385,58 @@ class CausalWan(nn.Module):
     latent index of ``x[:, 0]`` (RoPE position), ``commit`` whether ``memory`` keeps this block
     (the clean cache-update pass) or only reads it (denoising passes). Returns the flow
     prediction, same shape as ``x``.
+
+    ``attention``: "auto" (flash-attn-4 on Hopper/Blackwell when installed, else SDPA), "sdpa" or
+    "flash" (see :mod:`.attention`); ``fused_elementwise``: the RoPE/RMSNorm/modulation/residual
+    groups as torch.compile'd graphs on CUDA (eager on the CPU either way). Both are held by the
+    modules (no process-wide state); :meth:`set_kernels` changes them on a built model, e.g. one
+    loaded from a checkpoint.
     """
 
-    def __init__(self, cfg: WanConfig) -> None:
+    def __init__(self, cfg: WanConfig, attention: str = "auto", fused_elementwise: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
+        kernel = AttentionKernel(attention)
         self.patch_embedding = nn.Conv3d(cfg.in_dim, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
-        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
+        self.blocks = nn.ModuleList(Block(cfg, i, kernel, bool(fused_elementwise)) for i in range(cfg.num_layers))
         self.head = Head(cfg)
         self.rope = Rope3D(cfg.head_dim)
+
+    # -- kernels ----------------------------------------------------------------------------------
+    @property
+    def attention(self) -> AttentionKernel:
+        return self.blocks[0].self_attn.attention
+
+    @property
+    def fused_elementwise(self) -> bool:
+        return self.blocks[0].fused_elementwise
+
+    def set_kernels(self, attention: str | None = None, fused_elementwise: bool | None = None) -> "CausalWan":
+        """Change the attention backend and/or the fused elementwise groups of every layer."""
+        kernel = AttentionKernel(attention) if attention is not None else None
+        for blk in self.blocks:
+            if kernel is not None:
+                blk.self_attn.attention = blk.cross_attn.attention = kernel
+            if fused_elementwise is not None:
+                blk.fused_elementwise = blk.self_attn.fused_elementwise = blk.cross_attn.fused_elementwise = bool(fused_elementwise)
+        return self
+
+    @torch.no_grad()
+    def warmup(self, latent_shape: tuple[int, int, int], block_frames: int = 3, batch: int = 1) -> None:
+        """One throwaway denoising pass at the real shapes (``latent_shape`` = (C, h, w) of a latent
+        frame), on a scratch memory: just-in-time compilation (flash-attn-4's kernels, the fused
+        groups' graphs) happens here instead of in the first timed block. Changes no state."""
+        from magbench.baselines.wan.memory import FullHistory
+
+        p = self.patch_embedding.weight
+        x = torch.full((batch, block_frames, *latent_shape), 0.5, device=p.device, dtype=p.dtype)
+        t = torch.full((batch, block_frames), 500.0, device=p.device)
+        text = torch.full((batch, 1, self.cfg.text_dim), 0.5, device=p.device, dtype=p.dtype)
+        self(x, t, self.context_kv(text), FullHistory(self.cfg.num_layers, block_frames), 0, commit=False)
 
     # -- weights ----------------------------------------------------------------------------------
     def init_random(self, seed: int = 0, std: float = 0.02) -> "CausalWan":

@@ -20,15 +20,27 @@ Verified against the reference (Xilluill/MAG ``utils/scheduler.py``,
   (3 latent frames each) through the same clean pass before the first generated block
   (``inference_w_initial_video`` / ``..._only_generator``), so generation starts at latent frame
   ``num_context_latents`` (RoPE position).
+
+CausVid (tianweiy/CausVid ``causvid/models/wan/causal_inference.py``, ``wan_wrapper.py``,
+``configs/wan_causal_dmd.yaml``, ``minimal_inference/longvideo_autoregressive_inference.py``):
+
+* ``denoising_step_list [1000, 757, 522, 0]`` without warping: 3 steps at the raw timesteps
+  1000, 757, 522 (the trailing 0 is dropped); its wrapper hard-codes
+  ``FlowMatchScheduler(shift=8.0, sigma_min=0.0, extra_one_step=True)``, so sigma is the shift-8
+  grid's value at the nearest grid timestep (:data:`CAUSVID_SCHEDULE`);
+* long videos are rollouts of 21 latent frames; each new rollout ingests ``start_latents`` (the
+  last 3 latents of the previous one, the first replaced by the VAE encoding of its last decoded
+  pixel frame alone) at positions 0.. through the clean pass, then generates (:class:`RolloutSampler`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 
-from magbench.baselines.wan.memory import KVMemory
+from magbench.baselines.wan.memory import KVMemory, RolloutMemory
 from magbench.baselines.wan.model import CausalWan
 
 
@@ -59,6 +71,12 @@ class FlowSchedule:
         """sigma of the nearest training timestep (the reference's argmin lookup)."""
         sigmas, ts = self._table()
         return float(sigmas.double()[torch.argmin((ts.double() - float(timestep)).abs())])
+
+
+#: Self-Forcing, LongLive and MAG: 4 warped steps, shift 5 -> [1000, 937.5, 833.33, 625].
+SELF_FORCING_SCHEDULE = FlowSchedule()
+#: CausVid (``configs/wan_causal_dmd.yaml`` + its wrapper's shift-8 scheduler): 3 raw steps.
+CAUSVID_SCHEDULE = FlowSchedule(shift=8.0, denoising_steps=(1000, 757, 522), warp=False)
 
 
 class BlockSampler:
@@ -136,12 +154,26 @@ class BlockSampler:
         """The clean pass at t=0 that writes ``clean`` (a block of latents) into the memory."""
         if clean.shape[1] != self.block_frames:
             raise ValueError(f"blocks have {self.block_frames} latent frames, got {clean.shape[1]}")
-        t = torch.zeros(clean.shape[:2], device=clean.device)
-        if self.memory_model is not None:
-            self.memory_model(clean, t, self._mem_ctx, self.memory, self.frame, commit=True)
-        else:
-            self.generator(clean, t, self._gen_ctx, self.memory, self.frame, commit=True)
+        self._write(clean)
         self.frame += clean.shape[1]
+
+    def _position(self) -> int:
+        """RoPE frame index of the next block (the absolute latent index, except in rollouts)."""
+        return self.frame
+
+    @property
+    def position(self) -> int:
+        """The ``start_frame`` the next pass hands the model and the memory (``frame``, except
+        for CausVid's rollouts, whose positions restart at 0)."""
+        return self._position()
+
+    def _write(self, clean: torch.Tensor) -> None:
+        t = torch.zeros(clean.shape[:2], device=clean.device)
+        pos = self._position()
+        if self.memory_model is not None:
+            self.memory_model(clean, t, self._mem_ctx, self.memory, pos, commit=True)
+        else:
+            self.generator(clean, t, self._gen_ctx, self.memory, pos, commit=True)
 
     @torch.no_grad()
     def feed(self, latents: torch.Tensor) -> None:
@@ -153,27 +185,122 @@ class BlockSampler:
             self.commit(latents[:, i : i + self.block_frames].to(p.device, p.dtype))
 
     @torch.no_grad()
-    def denoise(self, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Few-step denoising of the next block (reads the memory, commits nothing)."""
+    def denoise(
+        self, noise: torch.Tensor | None = None, step_noise: Sequence[torch.Tensor] | None = None,
+        record: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Few-step denoising of the next block (reads the memory, commits nothing).
+
+        ``noise``: the block's initial noise; ``step_noise``: the fresh noise of each re-noising
+        step (both drawn from the sampler's generator when not given: the parity tests replay
+        the references' draws); ``record``: a list that receives each step's x0."""
         if self._gen_ctx is None or self._latent_shape is None:
             raise RuntimeError("reset() first")
         shape = (self._batch, self.block_frames, *self._latent_shape)
         x = self._noise(shape) if noise is None else noise.to(self._param())
         ones = torch.ones(shape[:2], device=x.device)
+        pos = self._position()
         x0 = x
         for i, (t, sigma) in enumerate(zip(self._steps, self._sigmas)):
             if self._graphed is not None:
-                flow = self._graphed(x, ones * t, self._gen_ctx, self.frame)
+                flow = self._graphed(x, ones * t, self._gen_ctx, pos)
             else:
-                flow = self.generator(x, ones * t, self._gen_ctx, self.memory, self.frame, commit=False)
+                flow = self.generator(x, ones * t, self._gen_ctx, self.memory, pos, commit=False)
             x0 = (x.double() - sigma * flow.double()).to(x.dtype)
+            if record is not None:
+                record.append(x0)
             if i + 1 < len(self._steps):
                 nxt = self._sigmas[i + 1]
-                x = ((1 - nxt) * x0.float() + nxt * self._noise(shape).float()).to(x.dtype)
+                fresh = self._noise(shape) if step_noise is None else step_noise[i].to(x0)
+                x = ((1 - nxt) * x0.float() + nxt * fresh.float()).to(x.dtype)
         return x0
 
     @torch.no_grad()
-    def next_block(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def next_block(self, noise: torch.Tensor | None = None, commit: bool = True) -> torch.Tensor:
+        """Denoise the next block; with ``commit`` (the default) write it to the memory too.
+
+        ``commit=False`` leaves the memory to the caller, who must :meth:`commit` a block of clean
+        latents for the same span before the next block (the ground-truth memory source: the
+        reference's ``gt_latent`` branch runs the cache-update pass on the ground truth's latents).
+        """
         x0 = self.denoise(noise)
-        self.commit(x0)
+        if commit:
+            self.commit(x0)
         return x0
+
+
+class RolloutSampler(BlockSampler):
+    """CausVid's long-video loop over a :class:`RolloutMemory`.
+
+    Every cache write is the clean pass of :meth:`BlockSampler.commit`. Context latents are only
+    remembered (their clean passes run when a rollout starts from them); the first generated
+    block starts a rollout from the last ``memory.context_frames`` latents; a block that no
+    longer fits the rollout starts the next one from the last ``memory.carry_frames`` latents
+    (generated, or whatever was committed in their place). A rollout's first carried latent is
+    replaced by ``anchor(latent_index)`` when given: the VAE encoding of that latent's last pixel
+    frame alone, as CausVid's script re-encodes ``video[-(4 * (overlap - 1) + 1)]`` (the video's
+    first latent is already such an encoding and is kept). Positions restart at 0 every rollout.
+    """
+
+    memory: RolloutMemory
+
+    def __init__(
+        self, generator: CausalWan, memory: RolloutMemory, schedule: FlowSchedule | None = None,
+        block_frames: int = 3, anchor: Callable[[int], torch.Tensor] | None = None, cuda_graphs: bool = False,
+    ) -> None:
+        if not isinstance(memory, RolloutMemory):
+            raise TypeError("RolloutSampler needs a RolloutMemory")
+        super().__init__(
+            generator, memory, schedule=schedule or CAUSVID_SCHEDULE, block_frames=block_frames,
+            cuda_graphs=cuda_graphs,
+        )
+        self.anchor = anchor
+        self._history: list[tuple[int, torch.Tensor]] = []  # (absolute latent index, [B,1,C,h,w])
+        self._started = False
+
+    def reset(self, *args, **kwargs) -> None:  # type: ignore[override]
+        super().reset(*args, **kwargs)
+        self._history = []
+        self._started = False
+
+    def _position(self) -> int:
+        return self.memory.position
+
+    def _remember(self, clean: torch.Tensor) -> None:
+        keep = max(self.memory.carry_frames, self.memory.context_frames)
+        for j in range(clean.shape[1]):
+            self._history.append((self.frame + j, clean[:, j : j + 1]))
+        del self._history[:-keep]
+
+    def _start_rollout(self, carry: int) -> None:
+        self.memory.restart()
+        frames = self._history[-carry:]
+        if not frames:
+            return
+        latents = [lat for _, lat in frames]
+        first = frames[0][0]
+        if self.anchor is not None and first > 0:
+            latents[0] = self.anchor(first).to(latents[0])
+        start = torch.cat(latents, dim=1)
+        for i in range(0, start.shape[1], self.block_frames):
+            self._write(start[:, i : i + self.block_frames])
+
+    @torch.no_grad()
+    def commit(self, clean: torch.Tensor) -> None:
+        if clean.shape[1] != self.block_frames:
+            raise ValueError(f"blocks have {self.block_frames} latent frames, got {clean.shape[1]}")
+        if self._started:
+            if not self.memory.fits(clean.shape[1]):
+                self._start_rollout(self.memory.carry_frames)
+            self._write(clean)
+        self._remember(clean)
+        self.frame += clean.shape[1]
+
+    @torch.no_grad()
+    def denoise(self, noise=None, step_noise=None, record=None) -> torch.Tensor:  # type: ignore[override]
+        if not self._started:
+            self._started = True
+            self._start_rollout(self.memory.context_frames)
+        elif not self.memory.fits(self.block_frames):
+            self._start_rollout(self.memory.carry_frames)
+        return super().denoise(noise, step_noise, record)

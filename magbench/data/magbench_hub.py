@@ -1,7 +1,9 @@
 """The official MAG-Bench, hosted in the HuggingFace repository ``xilluill/MAG``.
 
 The repository also holds the MAG checkpoints; only the benchmark's CSV and videos are fetched.
-A local copy can be used instead with ``--dataset csv:PATH`` or ``MAGBENCH_DATA=PATH``.
+A local copy can be used instead with ``--dataset magbench:PATH`` or ``MAGBENCH_DATA=PATH``; to
+make one by hand: ``hf download xilluill/MAG --include '*.csv' --include '**/*.csv'
+--include '**/*.mp4' --local-dir PATH`` (what ``magbench download`` prints when it fails).
 """
 
 from __future__ import annotations

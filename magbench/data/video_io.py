@@ -1,12 +1,14 @@
 """Reading and writing videos.
 
 Decoding uses decord when it is installed (the design card's choice) and PyAV otherwise; both
-give uint8 RGB frames, T x H x W x 3. Frames are resized to a method's resolution by
-:func:`resize_frames` with one documented policy.
+give uint8 RGB frames, T x H x W x 3. The container's frame rate is read with PyAV
+(:func:`video_fps`) and a video can be resampled to another rate (:func:`resample_frames`).
+Frames are resized to a method's resolution by :func:`resize_frames` with one documented policy.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,36 @@ def read_video(path: Path | str, max_frames: int | None = None) -> np.ndarray:
     if frames.shape[0] == 0:
         raise SampleError(f"{path}: video has no frames")
     return frames
+
+
+def video_fps(path: Path | str) -> float | None:
+    """The container's frame rate (the video stream's average rate), or None when it says none.
+
+    Only the header is read (no decoding). A file that cannot be opened gives None: decoding
+    it reports the error with its reason.
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    except (av.error.FFmpegError, IndexError, OSError):
+        return None
+    return float(rate) if rate else None
+
+
+def resample_frames(frames: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Frames at ``dst_fps`` from frames at ``src_fps``: output frame i shows the source frame
+    nearest in time to i / dst_fps (ties to the later one), over the same duration
+    (``floor(T * dst_fps / src_fps)`` frames, at least one). No blending: every output frame is a
+    decoded frame."""
+    if src_fps <= 0 or dst_fps <= 0:
+        raise ValueError(f"frame rates must be positive, got {src_fps} and {dst_fps}")
+    n = frames.shape[0]
+    n_out = max(1, math.floor(n * dst_fps / src_fps + 1e-9))
+    idx = np.minimum(np.floor(np.arange(n_out) * (src_fps / dst_fps) + 0.5).astype(np.int64), n - 1)
+    return frames[idx]
 
 
 def _read_decord(path: Path, max_frames: int | None) -> np.ndarray:

@@ -1,23 +1,45 @@
-"""Methods used by the tests to exercise the harness's failure and resume paths."""
+"""Methods used by the tests to exercise the harness's failure, resume, locking and timing paths.
+
+No test here synchronises on sleeps: :class:`GatedReplay` waits at a block for a file the test
+creates, after announcing that it got there with a file of its own; the timing plugins do their
+"work" on a fake clock the test injects into the harness."""
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from magbench.baselines.sanity import ReplayContext
-from magbench.method import Method
+from magbench.method import Method, SampleInfo
 
 
-class SlowReplay(ReplayContext):
-    """replay-context, slowed down so a test can kill the process mid-run."""
+class GatedReplay(ReplayContext):
+    """replay-context that stops at a block until told to go on.
+
+    With ``MAGBENCH_TEST_GATE=DIR``: on reaching block ``MAGBENCH_TEST_GATE_BLOCK`` (default 1,
+    which the harness's one-block warm-up never reaches) of sample ``MAGBENCH_TEST_GATE_SAMPLE``
+    (default any), it writes
+    ``DIR/reached-<sample_id>`` and waits until ``DIR/release`` exists (polling the file system:
+    the test decides when, not a timer). It stops once per sample and gate folder: a process
+    that redoes the sample (a requeued task) passes. Without the variable it is replay-context.
+    """
 
     def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
-        for block in super().generate(num_frames):
-            time.sleep(float(os.environ.get("SLOW_REPLAY_SLEEP", "0.3")))
+        gate = os.environ.get("MAGBENCH_TEST_GATE")
+        at = int(os.environ.get("MAGBENCH_TEST_GATE_BLOCK", "1"))
+        only = os.environ.get("MAGBENCH_TEST_GATE_SAMPLE")
+        sid = self.sample.sample_id
+        reached = Path(gate or ".", f"reached-{sid}")
+        stop = gate and only in (None, sid) and not reached.exists()
+        for i, block in enumerate(super().generate(num_frames)):
+            if stop and i == at:
+                reached.touch()
+                while not Path(gate, "release").exists():
+                    time.sleep(0.01)
             yield block
 
 
@@ -41,3 +63,108 @@ class WrongShape(Method):
 
     def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
         yield torch.zeros(num_frames, 3, 8, 8)
+
+
+# -- timing: honest and dishonest methods on a fake clock -----------------------------------------
+class FakeClock:
+    """A clock that moves only when a method "works": deterministic timings for tests."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def work(self, seconds: float) -> None:
+        self.now += seconds
+
+
+CLOCK = FakeClock()
+SECONDS_PER_FRAME = 0.01  # what producing one frame costs every method below
+
+
+class HonestWorker(ReplayContext):
+    """Does each block's work in generate, as the contract asks."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        for block in super().generate(num_frames):
+            CLOCK.work(SECONDS_PER_FRAME * block.shape[0])
+            yield block
+
+
+class MemorizeCheat(ReplayContext):
+    """Produces the whole target in memorize(), then yields it for free."""
+
+    def memorize(self, frames: torch.Tensor) -> None:
+        super().memorize(frames)
+        CLOCK.work(SECONDS_PER_FRAME * self.sample.num_target)
+
+
+class ResetCheat(ReplayContext):
+    """Produces the whole target in reset()."""
+
+    def reset(self, sample: SampleInfo) -> None:
+        super().reset(sample)
+        CLOCK.work(SECONDS_PER_FRAME * sample.num_target)
+
+
+class MemoryBytesCheat(ReplayContext):
+    """Builds each next block inside memory_bytes(), which the harness calls between blocks."""
+
+    def reset(self, sample: SampleInfo) -> None:
+        super().reset(sample)
+        self._made = 0
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        for i, block in enumerate(super().generate(num_frames)):
+            if i == 0:
+                CLOCK.work(SECONDS_PER_FRAME * block.shape[0])
+                self._made = block.shape[0]
+            yield block
+
+    def memory_bytes(self) -> int:
+        if self.sample is not None and self._made < self.sample.num_target:
+            n = min(int(self.options["block"]), self.sample.num_target - self._made)
+            CLOCK.work(SECONDS_PER_FRAME * n)
+            self._made += n
+        return super().memory_bytes()
+
+
+class CallLog(ReplayContext):
+    """Logs every reset/generate with the frames asked for (class-level, for one test at a time)."""
+
+    calls: list[tuple[str, str, int]] = []
+
+    def reset(self, sample: SampleInfo) -> None:
+        super().reset(sample)
+        CallLog.calls.append(("reset", sample.sample_id, sample.num_target))
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        CallLog.calls.append(("generate", self.sample.sample_id, num_frames))
+        yield from super().generate(num_frames)
+
+
+class WarmsItself(CallLog):
+    """Has its own warm-up hook: the harness calls it instead of a short sample."""
+
+    def warmup(self, sample: SampleInfo) -> None:
+        CallLog.calls.append(("warmup", sample.sample_id, sample.num_target))
+
+
+class NeedsMissingPackage(ReplayContext):
+    """Fails to load the way a Wan method does without the ``wan`` extra."""
+
+    def load(self, device="cpu", dtype=torch.float32) -> None:
+        raise ModuleNotFoundError("No module named 'diffusers'", name="diffusers")
+
+
+class Interrupted(ReplayContext):
+    """The user presses Ctrl-C during the first block."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        raise KeyboardInterrupt
+        yield  # pragma: no cover
+
+
+def not_a_method() -> None:
+    """A function where a Method class is expected."""

@@ -1,8 +1,12 @@
-"""The run-level lock: one launching invocation per run folder.
+"""Locks of a run folder: the one lock implementation of magbench (flock).
 
-The harness already locks each record file, which keeps two writers out of one file; it cannot
-keep a one-process run and a sharded run (which write different files) from working on the same
-samples at once. ``RUN/.run.lock`` does:
+Two locks, one mechanism:
+
+* the record-file lock (``RUN/.samples*.jsonl.lock``, :func:`record_lock`): held by the process
+  appending to that record file, so two writers never mix in one file;
+* the run lock (``RUN/.run.lock``, :func:`run_lock`): one launching invocation per run folder,
+  which keeps a one-process run and a sharded run (they write different files) from working on
+  the same samples at once:
 
 * an invocation that covers the whole run (a plain run, a torchrun launch) holds it exclusively;
 * independent shards of one launch (SLURM array tasks, ``--shard K``) hold it shared, so they
@@ -10,8 +14,11 @@ samples at once. ``RUN/.run.lock`` does:
 
 A launcher that starts the ranks itself (``--gpus N``) holds the exclusive lock and hands a token
 to its children through ``MAGBENCH_RUN_LOCK_TOKEN``; rank 0 accepts a lock held under that token
-as its own. flock needs a file system that supports it (local disks, NFSv4; Lustre with
-``-o flock``); where it does not, the run goes on with a warning.
+as its own.
+
+flock needs a file system that supports it (local disks, NFSv4; Lustre with ``-o flock``).
+Where it does not, one policy for both locks: the run goes on, with one warning saying that
+concurrent invocations will not be detected.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 from magbench.errors import MagbenchError
+from magbench.store import lock_name
 
 log = logging.getLogger("magbench")
 
@@ -47,6 +55,34 @@ def _read_holder(fd: int) -> dict:
         return {}
 
 
+def _flock(fd: int, path: Path, shared: bool) -> bool:
+    """Take the lock without blocking: False if another process holds it; True if taken, or if
+    the file system cannot lock (warned once per path)."""
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:  # no flock on this file system: say so, do not refuse the run
+        if str(path) not in _UNLOCKABLE:
+            _UNLOCKABLE.add(str(path))
+            log.warning("%s: cannot lock (%s); concurrent invocations will not be detected", path, exc)
+    return True
+
+
+_UNLOCKABLE: set[str] = set()
+
+
+def _open(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for any file
+
+
+def _write_holder(fd: int, token: str | None = None) -> None:
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "token": token}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode(), 0)
+
+
 @contextlib.contextmanager
 def run_lock(run_path: Path, shared: bool = False, token: str | None = None) -> Iterator[None]:
     """Hold the run lock of ``run_path`` (creating the folder) or fail at once if it is taken.
@@ -55,22 +91,43 @@ def run_lock(run_path: Path, shared: bool = False, token: str | None = None) -> 
     can recognise the lock as their launcher's (see :func:`held_by_launcher`).
     """
     run_path = Path(run_path)
-    run_path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_path / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open(run_path / RUN_LOCK)
     try:
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock(fd, run_path / RUN_LOCK, shared):
             h = _read_holder(fd)
             what = f"pid {h.get('pid', '?')} on {h.get('host', '?')}" if h else "shards of another launch"
-            raise _busy(run_path, what) from None
-        except OSError as exc:  # no flock on this file system: say so, do not refuse the run
-            log.warning("%s: cannot lock (%s); concurrent invocations will not be detected", run_path, exc)
+            raise _busy(run_path, what)
         if not shared:
-            info = {"pid": os.getpid(), "host": socket.gethostname(), "token": token}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info).encode(), 0)
+            _write_holder(fd, token)
         yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def record_lock(run_path: Path, records: str) -> Iterator[None]:
+    """Hold the lock of record file ``records`` of ``run_path``: one writer per record file."""
+    path = Path(run_path) / lock_name(records)
+    fd = _open(path)
+    try:
+        if not _flock(fd, path, shared=False):
+            h = _read_holder(fd)
+            raise _busy(Path(run_path), f"pid {h.get('pid', '?')} on {h.get('host', '?')}")
+        _write_holder(fd)
+        yield
+    finally:
+        os.close(fd)
+
+
+def holder_pid(run_path: Path, records: str) -> int | None:
+    """The pid written by the process holding (or that last held) the lock of ``records``."""
+    try:
+        fd = os.open(Path(run_path) / lock_name(records), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        pid = _read_holder(fd).get("pid")
+        return int(pid) if pid is not None else None
     finally:
         os.close(fd)
 

@@ -1,0 +1,1 @@
+"""Recording and replaying parity goldens of the reference repositories (see README.md here)."""
