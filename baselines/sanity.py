@@ -1,15 +1,33 @@
-"""Sanity methods: the floor and ceiling of every table. No weights; they run anywhere."""
+"""Sanity methods: the floor and ceiling of every table, and probes of the metrics' validity.
+No weights; they run anywhere.
+
+* ``replay-context``: replays the context mirrored at the clip's turnaround (see
+  :class:`ReplayContext`): what perfect memory of the path scores without generating anything.
+* ``repeat-last`` / ``hold-first``: a frozen frame. They score well on the paper's best match
+  (one good frame can be everyone's best match) and on VBench consistency (a still video is
+  perfectly consistent), and poorly on frame-aligned and order-preserving scores.
+* ``shuffle-context``: the replay in a random order: the paper's best match cannot tell it from
+  the replay, the order-preserving best match can.
+* ``oracle``: the ground truth.
+
+``bounds`` says for which metric keys (fnmatch patterns) a sanity method is a floor or a
+ceiling; a report labels it so only there.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, ClassVar, Iterator
 
 import torch
+import torch.nn.functional as F
 
 from magbench.method import Method, MethodNeeds, SampleInfo
 from magbench.registry import register_method
 
 BLOCK = 12  # frames per yielded block, like the Wan-based methods (3 latent frames)
+MIRRORS = ("auto", "annotation", "frames", "switch")
+# Frame-aligned and order-preserving scores: a frozen or shuffled video cannot flatter them.
+HONEST_KEYS = ("psnr", "ssim", "lpips", "bestmatch_ordered_*")
 
 
 class _ContextMethod(Method):
@@ -42,12 +60,56 @@ def _blocks(frames_at: "callable", num_frames: int, block: int) -> Iterator[torc
         yield frames_at(start, min(block, num_frames - start))
 
 
+def mirror_axis(features: torch.Tensor, min_pairs: int | None = None, shift: int = 4) -> tuple[int, float]:
+    """The axis ``a`` about which a sequence best mirrors itself: frame ``a - t`` looks like frame
+    ``t`` (a palindromic clip of T frames has ``a = T - 1``; the turnaround frame is ``a / 2``).
+
+    ``features`` is N x D (one row per frame); d(t, u) is the mean squared difference of rows t
+    and u. For each axis with at least ``min_pairs`` (default N // 8, at least 2) pairs
+    ``(t, u = a - t)``, t < u, inside the sequence, each pair compares the self-similarity of the
+    sequence against its reverse, d(t, u), with the partner moved ``shift`` frames either way:
+    ``min(1, d(t, u) / min(d(t, u + shift), d(t, u - shift)))`` (of the moved partners inside the
+    sequence; 1 where they match too, or none is inside). The axis scores the mean over its pairs. A real
+    turnaround, where the mirrored frame matches and its moved neighbours do not, scores near 0;
+    a stretch that does not move, which mirrors itself about any axis, scores 1. Returns (the axis
+    of the lowest score, that score; ties: the smaller axis).
+    """
+    x = features.detach().flatten(1).double().cpu()
+    n = x.shape[0]
+    min_pairs = max(2, n // 8) if min_pairs is None else min_pairs
+    sq = x.square().sum(1)
+    dist = (sq[:, None] + sq[None, :] - 2.0 * x @ x.T).clamp_min(0.0) / max(1, x.shape[1])
+    ratios: dict[int, float] = {}
+    for a in range(1, 2 * n - 2):
+        t = torch.arange(max(0, a - (n - 1)), (a - 1) // 2 + 1)  # pairs t < a - t, both in range
+        if t.numel() < min_pairs:
+            continue
+        u = a - t
+        inf = torch.full_like(dist[t, u], float("inf"))
+        above = torch.where(u + shift < n, dist[t, (u + shift).clamp(max=n - 1)], inf)
+        below = torch.where(u - shift >= 0, dist[t, (u - shift).clamp(min=0)], inf)
+        ref = torch.minimum(above, below)
+        informative = (ref > 1e-12) & torch.isfinite(ref)
+        per_pair = torch.where(informative, dist[t, u] / ref.clamp_min(1e-12), torch.ones_like(ref))
+        ratios[a] = float(per_pair.clamp(max=1.0).mean())
+    if not ratios:
+        raise ValueError(f"{n} frames are too few to find a mirror axis with {min_pairs} pairs")
+    best = min(ratios, key=lambda a: (ratios[a], a))
+    return best, ratios[best]
+
+
+def _thumbnails(frames: torch.Tensor, size: int = 32) -> torch.Tensor:
+    """Small copies for comparing frames: cheap at any resolution, and blind to codec noise."""
+    return F.adaptive_avg_pool2d(frames.float(), (size, size)).flatten(1)
+
+
 @register_method("repeat-last")
 class RepeatLast(_ContextMethod):
     """Holds the last context frame: the floor of a method that forgets nothing but sees nothing."""
 
-    description = "Holds the last context frame (floor)."
+    description = "Holds the last context frame (floor; probes best-match validity)."
     kind = "floor"
+    bounds: ClassVar[dict[str, str]] = {k: "floor" for k in HONEST_KEYS}
 
     def memorize(self, frames: torch.Tensor) -> None:
         # Only the last frame is ever used: hold just that, so memory_bytes is honest.
@@ -59,20 +121,112 @@ class RepeatLast(_ContextMethod):
         return _blocks(lambda s, n: last.expand(n, -1, -1, -1).clone(), num_frames, block)
 
 
+@register_method("hold-first")
+class HoldFirst(_ContextMethod):
+    """Holds the first context frame: a frozen video that the paper's best match can flatter."""
+
+    description = "Holds the first context frame (floor; probes best-match validity)."
+    kind = "floor"
+    bounds: ClassVar[dict[str, str]] = {k: "floor" for k in HONEST_KEYS}
+
+    def memorize(self, frames: torch.Tensor) -> None:
+        if not self._frames:
+            self._frames = [frames[:1].to(self.device, self.dtype)]
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        first = self._context()[:1]
+        block = int(self.options.get("block", BLOCK))
+        return _blocks(lambda s, n: first.expand(n, -1, -1, -1).clone(), num_frames, block)
+
+
 @register_method("replay-context")
 class ReplayContext(_ContextMethod):
-    """Plays the context backwards from its last frame: the path a leave-and-return camera retraces."""
+    """Replays the context mirrored at the clip's turnaround: target frame t (counted from the
+    video's first frame) is context frame ``a - t``, held at the first frame once it is reached.
 
-    description = "Plays the context backwards (floor with perfect memory of the path)."
+    The axis ``a`` (twice the turnaround frame) comes from, in this order (option
+    ``mirror=auto``): the dataset's annotation (``turnaround_frame``, else the symmetry of the
+    ``poses``), the frames themselves (:func:`mirror_axis` on the context: a palindromic clip,
+    as MAG-Bench's clip-plus-reverse videos are, mirrors itself about its middle; accepted when
+    the ratio :func:`mirror_axis` returns is at most ``detect_ratio``), and else the switch (the
+    camera turning on the last context frame, so the first target frame shows the one before). ``mirror=annotation|
+    frames|switch`` forces one. Which one was used and where it mirrored is in the record's
+    ``method_extras``.
+    """
+
+    description = "Replays the context mirrored at the clip's turnaround (floor with perfect memory of the path)."
     kind = "floor"
+    needs = MethodNeeds(gpu=False, annotations=True)
+    # Where the dataset has correspondences it has the turnaround too: the replay then shows
+    # exactly the corresponding context frames, which the lossy stored ground truth cannot.
+    bounds: ClassVar[dict[str, str]] = {**{k: "floor" for k in (*HONEST_KEYS, "bestmatch_*")}, "corr_*": "ceiling"}
+    defaults: ClassVar[dict[str, Any]] = {"block": BLOCK, "mirror": "auto", "detect_ratio": 0.25}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self._opt("mirror") not in MIRRORS:
+            raise ValueError(f"mirror must be one of {', '.join(MIRRORS)}, not {self._opt('mirror')!r}")
+
+    def _opt(self, key: str) -> Any:
+        return self.options[key]
+
+    def reset(self, sample: SampleInfo) -> None:
+        super().reset(sample)
+        self._extras: dict[str, Any] = {}
+
+    def _axis(self, ctx: torch.Tensor) -> tuple[int, dict[str, Any]]:
+        mode = self._opt("mirror")
+        ann = (self.sample.annotations if self.sample else None) or {}
+        if mode in ("auto", "annotation"):
+            if ann.get("turnaround_frame") is not None:
+                return 2 * int(ann["turnaround_frame"]), {"mirror_source": "annotation:turnaround_frame"}
+            poses = ann.get("poses")
+            if poses is not None and len(poses) >= ctx.shape[0]:
+                axis, ratio = mirror_axis(torch.as_tensor(poses[: ctx.shape[0]], dtype=torch.float64))
+                if ratio < 1e-9:  # poses are exact: a turnaround mirrors them exactly
+                    return axis, {"mirror_source": "annotation:poses"}
+            if mode == "annotation":
+                raise RuntimeError(f"{self.name}: mirror=annotation but the sample has no turnaround annotation")
+        if mode in ("auto", "frames") and ctx.shape[0] >= 4:
+            axis, ratio = mirror_axis(_thumbnails(ctx))
+            note = {"mirror_ratio": ratio}
+            if mode == "frames" or ratio <= float(self._opt("detect_ratio")):
+                return axis, {"mirror_source": "frames", **note}
+            return self._switch_axis(ctx), {"mirror_source": "switch", **note}
+        return self._switch_axis(ctx), {"mirror_source": "switch"}
+
+    @staticmethod
+    def _switch_axis(ctx: torch.Tensor) -> int:
+        # The camera turns on the last context frame: the first target frame shows the one before.
+        return 2 * (ctx.shape[0] - 1)
 
     def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
         ctx = self._context()
         n_ctx = ctx.shape[0]
-        # Frame k of the target is context frame n_ctx-1-k, held at frame 0 once it is reached.
-        idx = torch.clamp(n_ctx - 1 - torch.arange(num_frames), min=0).to(ctx.device)
-        block = int(self.options.get("block", BLOCK))
+        axis, note = self._axis(ctx)
+        self._extras = {**note, "turnaround_frame": axis / 2}
+        idx = self._order(torch.clamp(axis - n_ctx - torch.arange(num_frames), 0, n_ctx - 1)).to(ctx.device)
+        block = int(self._opt("block"))
         return _blocks(lambda s, n: ctx.index_select(0, idx[s : s + n]), num_frames, block)
+
+    def _order(self, idx: torch.Tensor) -> torch.Tensor:
+        return idx
+
+    def sample_extras(self) -> dict[str, Any]:
+        return dict(self._extras)
+
+
+@register_method("shuffle-context")
+class ShuffleContext(ReplayContext):
+    """The replay's frames in a random order (seeded by the sample): every frame is right, their
+    order is not. The paper's best match scores it like the replay."""
+
+    description = "The context replay in a random order (floor; probes best-match validity)."
+    bounds: ClassVar[dict[str, str]] = {k: "floor" for k in HONEST_KEYS}
+
+    def _order(self, idx: torch.Tensor) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.sample.seed if self.sample else 0)
+        return idx[torch.randperm(idx.numel(), generator=g)]
 
 
 @register_method("oracle")
@@ -82,6 +236,10 @@ class Oracle(Method):
     description = "Returns the ground truth (ceiling; checks the metrics)."
     needs = MethodNeeds(gpu=False, ground_truth=True)
     kind = "ceiling"
+    # Not of corr_* (the stored ground truth is lossy; a context replay beats it), of the
+    # consistency scores (a still video beats it) nor of coverage (repeated target frames).
+    bounds: ClassVar[dict[str, str]] = {k: "ceiling" for k in ("psnr", "ssim", "lpips", "bestmatch_lpips",
+                                                                "bestmatch_psnr", "bestmatch_ssim", "bestmatch_ordered_*")}
 
     defaults = {"block": BLOCK}
 

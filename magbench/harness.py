@@ -246,6 +246,7 @@ class Harness:
             "method": {
                 "name": self.method.name,
                 "kind": cls.kind,
+                "bounds": dict(cls.bounds),
                 "description": cls.description,
                 "config": ident["method"],
                 # The options that differ from the method's defaults: what a report labels it by.
@@ -363,6 +364,7 @@ class Harness:
             height=video.shape[-2], width=video.shape[-1], fps=float(self.config.protocol.fps),
             num_context=split.num_context, num_target=split.num_target,
             memory_source=self.config.protocol.memory_source,
+            annotations=sample.annotations() if self.method.needs.annotations else None,
         )
         return split, info, video[: split.switch], video[split.switch :]
 
@@ -425,7 +427,7 @@ class Harness:
                 hook=self.stage_hook, device_baseline=self._device_baseline, label=self.config.method,
             )
             timing["warmup"] = (self.warmup or {}).get("kind")
-            record.update(timing=timing, memory=memory)
+            record.update(timing=timing, memory=memory, method_extras=dict(self.method.sample_extras()))
             # Scored as kept: 8-bit frames, so `magbench score` reproduces these values exactly.
             frames_u8 = to_uint8_frames(generated)
             generated = to_float_frames(frames_u8)

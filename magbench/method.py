@@ -52,11 +52,14 @@ class MethodNeeds:
 
     ``ground_truth``: the method reads the target frames (the oracle); the harness hands them over
     through :meth:`Method.reveal` and reports mark such a method as a ceiling, never a contender.
+    ``annotations``: the method reads the dataset's per-video annotations (poses, turnaround;
+    :attr:`SampleInfo.annotations`), which describe the target's camera path: sanity methods only.
     """
 
     gpu: bool = False
     weights: tuple[HubArtifact, ...] = ()
     ground_truth: bool = False
+    annotations: bool = False
 
     def missing_weights(self) -> list[HubArtifact]:
         return [w for w in self.weights if not w.is_present()]
@@ -75,6 +78,9 @@ class SampleInfo:
     num_context: int
     num_target: int
     memory_source: str = "generated"  # see Method.remember_ground_truth
+    # The dataset's annotations of this video (frame indices count from its first frame), given
+    # only to methods whose ``needs.annotations`` is set; None otherwise or when there are none.
+    annotations: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +92,8 @@ class Method(ABC):
     Class attributes describe the method: ``name`` (set by the registry when the class is
     registered or looked up), a one-line ``description``, ``needs``, ``resolution`` ((H, W) it
     generates at, or None to take the dataset's frames as they are), ``kind`` ("method", "floor"
-    or "ceiling" for sanity methods) and ``defaults``: every option with its default value.
+    or "ceiling" for sanity methods), ``bounds`` (the metric keys of which a sanity method is the
+    floor or ceiling) and ``defaults``: every option with its default value.
 
     Options are keyword arguments of ``__init__``: unknown keys are refused, the rest are merged
     over ``defaults``, checked by :meth:`validate_options` and kept in ``self.options``. The
@@ -101,6 +108,9 @@ class Method(ABC):
     resolution: ClassVar[tuple[int, int] | None] = None
     kind: ClassVar[str] = "method"
     defaults: ClassVar[dict[str, Any]] = {}
+    # For sanity methods: metric keys (fnmatch patterns) of which it is the "floor" or "ceiling";
+    # reports label it so only there.
+    bounds: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))
@@ -193,6 +203,11 @@ class Method(ABC):
 
     def timings(self) -> dict[str, float]:
         """Optional extra timings for the last ``generate`` (seconds), e.g. {"decode_s": 1.2}."""
+        return {}
+
+    def sample_extras(self) -> dict[str, Any]:
+        """Optional facts about the last sample worth keeping in its record (JSON values), e.g.
+        where a replay mirrored the context; stored under the record's ``method_extras``."""
         return {}
 
     def config(self) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Built-in metrics. Importing this package registers them in ``magbench.registry.METRICS``.
 
 Registered names: ``psnr``, ``ssim``, ``lpips`` (frame-aligned target reconstruction),
-``bestmatch`` (MAG's best-match LPIPS/PSNR/SSIM), ``correspondence`` (vs the matching context
-frame), ``subject_consistency`` and ``background_consistency`` (VBench). Backbones (lpips, timm,
-open_clip) are imported only when a metric is constructed, so this import stays cheap.
+``bestmatch`` (MAG's best-match LPIPS/PSNR/SSIM, with coverage and the order-preserving best
+match), ``correspondence`` (vs the matching context frame), ``subject_consistency`` and
+``background_consistency`` (VBench). Backbones (lpips, timm, open_clip) are imported only when a
+metric is constructed, so this import stays cheap, and are shared between the metrics of a run
+(:mod:`magbench.metrics.backbones`: one AlexNet per weights and device).
 """
 
 from magbench.metrics import bestmatch, consistency, correspondence, reconstruction  # noqa: F401

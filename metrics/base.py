@@ -1,7 +1,7 @@
 """The metric interface: objects in the spirit of torchmetrics (batched, device-aware, pure).
 
-A metric is constructed once per run (it may load a backbone), moved with ``.to(device)``, and
-called once per sample with a :class:`MetricInputs`. It returns a :class:`MetricResult` whose
+A metric is constructed once per run on its device (it may load a backbone, shared with other
+metrics through :mod:`magbench.metrics.backbones`) and called once per sample with a :class:`MetricInputs`. It returns a :class:`MetricResult` whose
 scalar ``values`` go to the leaderboard and whose ``per_frame`` series let reports draw curves.
 No state is kept between calls.
 """
@@ -84,10 +84,6 @@ class Metric(ABC):
     def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
         self.device = torch.device(device)
         self.options = dict(options)
-
-    def to(self, device: torch.device | str) -> "Metric":
-        self.device = torch.device(device)
-        return self
 
     @abstractmethod
     def compute(self, inputs: MetricInputs) -> MetricResult:

@@ -29,25 +29,36 @@ Two implementations give the LPIPS matrix D[i, j] = LPIPS(generated[i], gt[j]):
   the square turns all pairs into one matrix product per layer:
   ``a_i + b_j - 2 <w W f_i, g_j>``, computed in chunks of ``chunk`` generated frames so memory
   stays bounded by the feature cache plus one chunk.
+
+Beside the paper's score, which cannot tell a faithful video from one frozen on a single good
+frame (every generated frame may pick the same ground-truth frame), two scores that cannot be
+flattered that way:
+
+* ``bestmatch_coverage``: the number of distinct ground-truth frames the paper's matching uses,
+  divided by the target length. 1 when every ground-truth frame is someone's best match; a frozen
+  video covers 1 / M.
+* ``bestmatch_ordered_{lpips,psnr,ssim}``: best match within a monotone alignment
+  (:func:`ordered_match`, dynamic time warping on the same LPIPS matrix). The alignment must pair
+  the first frames and the last frames, every generated and every ground-truth frame takes part,
+  and both advance together or one at a time; of all such alignments the one with the least total
+  LPIPS is taken. So a generated video that drifts (runs a little fast or slow) is still matched
+  frame by frame, but a frozen video has to be compared with every ground-truth frame, and a
+  shuffled one can only keep the pairs that are in order. Each generated frame is then paired with
+  the ground-truth frame of lowest LPIPS among those the alignment gives it, and the three scores
+  are computed on those pairs exactly as the paper's.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from magbench.hub import HubArtifact
-from magbench.metrics.base import Metric, MetricInputs, MetricResult
-from magbench.metrics.common import (
-    PSNR_CAP,
-    build_lpips,
-    psnr_frames,
-    ssim_frames,
-    to_lpips_range,
-)
-from magbench.metrics.weights import ALEXNET
+from magbench.metrics.backbones import LpipsMetric
+from magbench.metrics.base import MetricInputs, MetricResult
+from magbench.metrics.common import PSNR_CAP, psnr_frames, ssim_frames, to_lpips_range
 from magbench.registry import register_metric
 
 if TYPE_CHECKING:
@@ -145,10 +156,52 @@ def best_match(
     return values, indices
 
 
+def coverage(indices: torch.Tensor, num_target: int) -> float:
+    """Distinct ground-truth frames among ``indices``, divided by ``num_target``."""
+    return len(set(indices.tolist())) / num_target
+
+
+def ordered_match(dist: torch.Tensor) -> list[int]:
+    """Best match of each generated frame within a monotone alignment (dynamic time warping).
+
+    ``dist`` is N x M (generated x ground truth). An alignment is a path of cells
+    (i_0, j_0) = (0, 0), ..., (i_K, j_K) = (N-1, M-1) whose steps are (1, 0), (0, 1) or (1, 1):
+    order is kept, nothing is skipped, and each frame of either video may be held against several
+    frames of the other. The path with the least sum of ``dist`` over its cells is chosen (ties:
+    the diagonal step first, then advancing the generated frame, so that the choice is
+    deterministic). Generated frame i then gets, among the cells of the path in row i, the column
+    of lowest ``dist`` (the first on ties). The result is non-decreasing in i.
+
+    Examples: equal lengths and a cheap diagonal give the identity; a frozen video (all rows of
+    ``dist`` equal) must still cover every column once, which with N == M is the diagonal; a lag
+    of one frame is followed by one (0, 1) step and one (1, 0) step.
+    """
+    d = dist.detach().double().cpu().numpy()
+    n, m = d.shape
+    cost = np.full((n + 1, m + 1), np.inf)
+    cost[0, 0] = 0.0
+    for i in range(1, n + 1):
+        row, prev = cost[i], cost[i - 1]
+        for j in range(1, m + 1):
+            row[j] = d[i - 1, j - 1] + min(prev[j - 1], prev[j], row[j - 1])
+    # Backtrack from (n, m); the step preference makes it deterministic.
+    best = [-1] * n
+    i, j = n, m
+    while i > 0 and j > 0:
+        if best[i - 1] < 0 or d[i - 1, j - 1] <= d[i - 1, best[i - 1]]:
+            best[i - 1] = j - 1
+        steps = ((cost[i - 1, j - 1], i - 1, j - 1), (cost[i - 1, j], i - 1, j), (cost[i, j - 1], i, j - 1))
+        if i == 1 and j == 1:
+            break
+        _, i, j = min(steps, key=lambda s: s[0])  # min keeps the first of equal costs
+    return best
+
+
 @register_metric("bestmatch")
-class BestMatch(Metric):
+class BestMatch(LpipsMetric):
     """Pairs every generated target frame with its closest ground-truth target frame (LPIPS)
-    and scores the pairs, exactly as MAG's evaluation.
+    and scores the pairs, exactly as MAG's evaluation; adds the coverage of that matching and the
+    order-preserving best match (module docstring).
 
     Options: ``implementation`` ("cached", default, or "naive"), ``chunk`` (frames per AlexNet
     batch and per block of the distance matrix, default 8), ``random_weights`` (random AlexNet
@@ -160,32 +213,26 @@ class BestMatch(Metric):
         "bestmatch_lpips": {"higher_is_better": False, "best": 0.0},
         "bestmatch_psnr": {"higher_is_better": True, "best": PSNR_CAP},
         "bestmatch_ssim": {"higher_is_better": True, "best": 1.0},
+        # 1.0 needs distinct ground-truth frames: a target with repeated frames can score less
+        # even when reproduced exactly, so no best value is claimed.
+        "bestmatch_coverage": {"higher_is_better": True, "best": None},
+        "bestmatch_ordered_lpips": {"higher_is_better": False, "best": 0.0},
+        "bestmatch_ordered_psnr": {"higher_is_better": True, "best": PSNR_CAP},
+        "bestmatch_ordered_ssim": {"higher_is_better": True, "best": 1.0},
     }
-    weights: ClassVar[tuple[HubArtifact, ...]] = (ALEXNET,)
     default: ClassVar[bool] = True
+    default_chunk: ClassVar[int] = 8
 
     def __init__(
         self,
         device: torch.device | str = "cpu",
         *,
         implementation: str = "cached",
-        chunk: int = 8,
-        random_weights: bool = False,
-        weights_dir: str | None = None,
         **options: Any,
     ) -> None:
         if implementation not in ("cached", "naive"):
             raise ValueError(f"bestmatch: implementation must be 'cached' or 'naive', not {implementation!r}")
-        if chunk < 1:
-            raise ValueError("bestmatch: chunk must be >= 1")
-        super().__init__(device, implementation=implementation, chunk=chunk,
-                         random_weights=random_weights, weights_dir=weights_dir, **options)
-        self.model = build_lpips(self.device, random_weights=random_weights, weights_dir=weights_dir)
-
-    def to(self, device: torch.device | str) -> "BestMatch":
-        super().to(device)
-        self.model.to(self.device)
-        return self
+        super().__init__(device, implementation=implementation, **options)
 
     def compute(self, inputs: MetricInputs) -> MetricResult:
         gen, gt = inputs.generated, inputs.target
@@ -194,21 +241,17 @@ class BestMatch(Metric):
         else:
             dist = lpips_matrix_cached(self.model, gen, gt, chunk=self.options["chunk"])
         minima, idx = best_match(dist)
-        matched = gt[idx.to(gt.device)]
-        psnr = psnr_frames(gen, matched)
-        ssim = ssim_frames(matched, gen)
-        minima = minima.double().cpu()
-        return MetricResult(
-            values={
-                "bestmatch_lpips": float(minima.mean()),
-                "bestmatch_psnr": float(psnr.mean()),
-                "bestmatch_ssim": float(ssim.mean()),
-            },
-            per_frame={
-                "bestmatch_lpips": minima.tolist(),
-                "bestmatch_psnr": psnr.tolist(),
-                "bestmatch_ssim": ssim.tolist(),
-            },
-            extra={"bestmatch_indices": idx.cpu().tolist()},
+        ordered = ordered_match(dist)
+        res = MetricResult(
+            values={"bestmatch_coverage": coverage(idx, gt.shape[0])},
+            extra={"bestmatch_indices": idx.cpu().tolist(), "bestmatch_ordered_indices": ordered},
         )
-
+        rows = torch.arange(gen.shape[0], device=dist.device)
+        ordered_t = torch.as_tensor(ordered, device=dist.device)
+        for prefix, lp, match in (("bestmatch", minima, idx), ("bestmatch_ordered", dist[rows, ordered_t], ordered_t)):
+            matched = gt[match.to(gt.device)]
+            per = {"lpips": lp.double().cpu(), "psnr": psnr_frames(gen, matched), "ssim": ssim_frames(matched, gen)}
+            for name, values in per.items():
+                res.values[f"{prefix}_{name}"] = float(values.mean())
+                res.per_frame[f"{prefix}_{name}"] = values.tolist()
+        return res

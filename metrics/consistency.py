@@ -12,7 +12,7 @@ runs DINO one frame at a time, background consistency runs CLIP on the whole vid
 A one-frame video has no pairs; recent VBench background consistency then returns 1.0 (subject
 consistency divides by zero); we return 1.0 for both.
 
-Preprocessing (``vbench/utils.py``, current version). VBench decodes the mp4 to uint8 and turns
+Preprocessing (``vbench/utils.py`` of vbench 0.1.5, the release on PyPI). VBench decodes the mp4 to uint8 and turns
 it into a float32 tensor of values in [0, 255] (``torch.Tensor(frames)``), then:
 
 * DINO (``dino_transform(224)``): ``Resize(224)`` (shorter side to 224, the other scaled, *no
@@ -26,13 +26,17 @@ it into a float32 tensor of values in [0, 255] (``torch.Tensor(frames)``), then:
   CLIP mean/std. The image tower is open_clip ``ViT-B-32`` with QuickGELU, weights ``openai``
   (the same network as OpenAI's ``clip.load('ViT-B/32')``; VBench runs it in fp16 on CUDA, we
   run float32).
-* ``Resize`` is applied to float tensors, so with torchvision >= 0.17 it antialiases (earlier
-  torchvision did not antialias tensors). ``antialias=True`` (our default) matches current
-  torchvision; set it False to match an old environment. Bicubic output is not clamped (float).
+* Both ``Resize`` calls pass ``antialias=False`` in vbench 0.1.5 (``dino_transform`` and
+  ``clip_transform``), so our default is ``antialias=False`` too; ``antialias=True`` gives what an
+  unpinned ``Resize`` does on current torchvision. Bicubic output is not clamped (float).
 * ``quantize=True`` (default) rounds frames to 8 bits first, as the saved mp4 VBench reads would.
 
-Aggregation over videos is left to the harness (a mean over samples); VBench's own dataset-level
-number divides the summed terms by the total number of frame pairs, which weights long videos more.
+Aggregation over videos: VBench's dimension score is pair-weighted, the sum of the per-frame terms
+over all videos divided by the total number of frame pairs (``sim / cnt``), which weights long
+videos more than a mean of per-video scores would. So each result carries, beside the per-video
+score, ``extra["<key>_sum"]`` (the sum of its terms) and ``extra["<key>_pairs"]`` (their count);
+the leaderboard and the report aggregate ``sum of sums / sum of pairs``
+(:func:`pair_weighted_score`).
 
 Scores: ``*_consistency`` on the whole video (context + generated target, as one saved video)
 and ``*_consistency_target`` on the generated target alone (its first frame is f_0). Features are
@@ -53,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from magbench.hub import HubArtifact
+from magbench.metrics.backbones import shared_backbone
 from magbench.metrics.base import Metric, MetricInputs, MetricResult
 from magbench.metrics.weights import CLIP, DINO, resolve_weights
 from magbench.registry import register_metric
@@ -83,13 +88,19 @@ def consistency_score(features: torch.Tensor) -> float:
     return float(terms.mean()) if terms.numel() else 1.0
 
 
+def pair_weighted_score(sums: list[float], pairs: list[int]) -> float:
+    """VBench's dimension score over several videos: all terms summed over all pairs (NaN if none)."""
+    total = sum(int(p) for p in pairs)
+    return float(sum(float(s) for s in sums) / total) if total else float("nan")
+
+
 # -- VBench preprocessing ---------------------------------------------------------------------------
 def _vbench_pixels(frames: torch.Tensor, quantize: bool) -> torch.Tensor:
     x = frames.float() * 255.0
     return x.round().clamp(0.0, 255.0) if quantize else x
 
 
-def dino_preprocess(frames: torch.Tensor, antialias: bool = True, quantize: bool = True) -> torch.Tensor:
+def dino_preprocess(frames: torch.Tensor, antialias: bool = False, quantize: bool = True) -> torch.Tensor:
     """VBench ``dino_transform(224)`` on frames in [0, 1]: shorter side to 224, no crop."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
@@ -99,7 +110,7 @@ def dino_preprocess(frames: torch.Tensor, antialias: bool = True, quantize: bool
     return TF.normalize(x / 255.0, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def clip_preprocess(frames: torch.Tensor, antialias: bool = True, quantize: bool = True) -> torch.Tensor:
+def clip_preprocess(frames: torch.Tensor, antialias: bool = False, quantize: bool = True) -> torch.Tensor:
     """VBench ``clip_transform(224)`` on frames in [0, 1]: bicubic resize, 224 centre crop."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
@@ -108,6 +119,29 @@ def clip_preprocess(frames: torch.Tensor, antialias: bool = True, quantize: bool
                   interpolation=InterpolationMode.BICUBIC, antialias=antialias)
     x = TF.center_crop(x, [VBENCH_SIZE, VBENCH_SIZE])
     return TF.normalize(x / 255.0, CLIP_MEAN, CLIP_STD)
+
+
+class ChunkedExtractor:
+    """Features of frames in [0, 1], ``chunk`` frames at a time: VBench's preprocessing
+    (:meth:`preprocess`), then the network (:meth:`embed`) on the model's device."""
+
+    preprocess: Callable[..., torch.Tensor]
+
+    def __init__(self, model: torch.nn.Module, chunk: int = 16, antialias: bool = False,
+                 quantize: bool = True) -> None:
+        self.model, self.chunk, self.antialias, self.quantize = model, chunk, antialias, quantize
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    @torch.no_grad()
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        out = []
+        for s in range(0, frames.shape[0], self.chunk):
+            x = self.preprocess(frames[s : s + self.chunk].to(device), self.antialias, self.quantize)
+            out.append(self.embed(x))
+        return torch.cat(out)
 
 
 # -- DINO ------------------------------------------------------------------------------------------
@@ -134,24 +168,27 @@ def load_dino(
     random_weights: bool = False,
     weights_dir: str | None = None,
 ) -> torch.nn.Module:
-    """timm ``vit_base_patch16_224.dino`` (no head) in eval mode; weights checked first."""
+    """timm ``vit_base_patch16_224.dino`` (no head) in eval mode, shared through the backbone
+    cache; weights checked first."""
     folder = None if random_weights else resolve_weights(DINO, weights_dir)
-    import timm
 
-    model = timm.create_model("vit_base_patch16_224.dino", pretrained=False, num_classes=0)
-    if folder is not None:
-        from safetensors.torch import load_file
+    def build() -> torch.nn.Module:
+        import timm
 
-        model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    return model.eval().requires_grad_(False).to(device)
+        model = timm.create_model("vit_base_patch16_224.dino", pretrained=False, num_classes=0)
+        if folder is not None:
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+        return model
+
+    return shared_backbone("dino-vitb16", None if folder is None else folder / "model.safetensors", device, build)
 
 
-class DinoExtractor:
-    """CLS feature of DINO ViT-B/16 on VBench's DINO preprocessing, ``chunk`` frames at a time."""
+class DinoExtractor(ChunkedExtractor):
+    """CLS feature of DINO ViT-B/16 on VBench's DINO preprocessing."""
 
-    def __init__(self, model: torch.nn.Module, chunk: int = 16, antialias: bool = True,
-                 quantize: bool = True) -> None:
-        self.model, self.chunk, self.antialias, self.quantize = model, chunk, antialias, quantize
+    preprocess = staticmethod(dino_preprocess)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,15 +202,6 @@ class DinoExtractor:
         tokens = m.norm_pre(m.patch_drop(m.pos_drop(tokens)))
         return m.norm(m.blocks(tokens))[:, 0]
 
-    @torch.no_grad()
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        device = next(self.model.parameters()).device
-        out = []
-        for s in range(0, frames.shape[0], self.chunk):
-            x = dino_preprocess(frames[s : s + self.chunk].to(device), self.antialias, self.quantize)
-            out.append(self.embed(x))
-        return torch.cat(out)
-
 
 # -- CLIP ------------------------------------------------------------------------------------------
 def load_clip_visual(
@@ -183,29 +211,22 @@ def load_clip_visual(
 ) -> torch.nn.Module:
     """The image tower of open_clip ``ViT-B-32`` (QuickGELU) with the ``openai`` weights."""
     folder = None if random_weights else resolve_weights(CLIP, weights_dir)
-    import open_clip
+    path = None if folder is None else folder / "open_clip_model.safetensors"
 
-    # A file path as `pretrained` makes open_clip read it itself (safetensors) without any lookup.
-    weights = None if folder is None else str(folder / "open_clip_model.safetensors")
-    model = open_clip.create_model("ViT-B-32", pretrained=weights, force_quick_gelu=True)
-    return model.visual.eval().requires_grad_(False).to(device)
+    def build() -> torch.nn.Module:
+        import open_clip
+
+        # A file path as `pretrained` makes open_clip read it itself (safetensors), no lookup.
+        weights = None if path is None else str(path)
+        return open_clip.create_model("ViT-B-32", pretrained=weights, force_quick_gelu=True).visual
+
+    return shared_backbone("clip-vitb32-visual", path, device, build)
 
 
-class ClipExtractor:
+class ClipExtractor(ChunkedExtractor):
     """CLIP image embedding (``encode_image``, before normalisation) on VBench's CLIP preprocessing."""
 
-    def __init__(self, visual: torch.nn.Module, chunk: int = 32, antialias: bool = True,
-                 quantize: bool = True) -> None:
-        self.visual, self.chunk, self.antialias, self.quantize = visual, chunk, antialias, quantize
-
-    @torch.no_grad()
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        device = next(self.visual.parameters()).device
-        out = []
-        for s in range(0, frames.shape[0], self.chunk):
-            x = clip_preprocess(frames[s : s + self.chunk].to(device), self.antialias, self.quantize)
-            out.append(self.visual(x))
-        return torch.cat(out)
+    preprocess = staticmethod(clip_preprocess)
 
 
 # -- the metrics -----------------------------------------------------------------------------------
@@ -220,7 +241,7 @@ class _Consistency(Metric):
         *,
         extractor: Extractor | None = None,
         chunk: int | None = None,
-        antialias: bool = True,
+        antialias: bool = False,
         quantize: bool = True,
         random_weights: bool = False,
         weights_dir: str | None = None,
@@ -239,26 +260,21 @@ class _Consistency(Metric):
                quantize: bool) -> Extractor:
         raise NotImplementedError
 
-    def to(self, device: torch.device | str) -> "_Consistency":
-        super().to(device)
-        for attr in ("model", "visual"):
-            net = getattr(self.extractor, attr, None)
-            if isinstance(net, torch.nn.Module):
-                net.to(self.device)
-        return self
-
     def compute(self, inputs: MetricInputs) -> MetricResult:
         gen, ctx = inputs.generated, inputs.context
         n_ctx = 0 if ctx is None else ctx.shape[0]
         whole = gen if n_ctx == 0 else torch.cat([ctx.to(gen.device, gen.dtype), gen])  # type: ignore[union-attr]
         feats = self.extractor(whole)
-        res = MetricResult(values={
-            self.key: consistency_score(feats),
-            f"{self.key}_target": consistency_score(feats[n_ctx:]),
-        })
+        whole_terms = consistency_terms(feats)
+        res = MetricResult()
+        for key, terms in ((self.key, whole_terms), (f"{self.key}_target", consistency_terms(feats[n_ctx:]))):
+            res.values[key] = float(terms.mean()) if terms.numel() else 1.0
+            # what VBench's pair-weighted aggregation over videos needs
+            res.extra[f"{key}_sum"] = float(terms.sum())
+            res.extra[f"{key}_pairs"] = int(terms.numel())
         if n_ctx:
             # term t of the whole video sits at index t-1; target frame i is t = n_ctx + i
-            res.per_frame[self.key] = consistency_terms(feats)[n_ctx - 1 :].tolist()
+            res.per_frame[self.key] = whole_terms[n_ctx - 1 :].tolist()
         return res
 
 
@@ -272,8 +288,8 @@ def _key_info(key: str) -> dict[str, dict[str, Any]]:
 class SubjectConsistency(_Consistency):
     """VBench subject consistency (DINO ViT-B/16) of the whole generated video and of the target.
 
-    Options: ``chunk`` (frames per forward, 16), ``antialias`` (True), ``quantize`` (True),
-    ``random_weights`` (random ViT, for tests), ``weights_dir`` (folder with model.safetensors),
+    Options: ``chunk`` (frames per forward, 16), ``antialias`` (False, as vbench 0.1.5),
+    ``quantize`` (True), ``random_weights`` (random ViT, for tests), ``weights_dir`` (folder with model.safetensors),
     ``extractor`` (a callable replacing DINO; not recorded beyond its name).
     """
 

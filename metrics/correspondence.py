@@ -11,15 +11,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from magbench.hub import HubArtifact
-from magbench.metrics.base import Metric, MetricInputError, MetricInputs, MetricResult
-from magbench.metrics.common import build_lpips, lpips_frames, psnr_frames, ssim_frames
-from magbench.metrics.weights import ALEXNET
+from magbench.metrics.backbones import LpipsMetric
+from magbench.metrics.base import MetricInputError, MetricInputs, MetricResult
+from magbench.metrics.common import lpips_frames, psnr_frames, ssim_frames
 from magbench.registry import register_metric
 
 
 @register_metric("correspondence")
-class Correspondence(Metric):
+class Correspondence(LpipsMetric):
     """corr_psnr / corr_ssim / corr_lpips of generated target frame i vs context frame
     ``correspondences[i]``, with per-frame lists; empty when the sample has no correspondences.
 
@@ -34,26 +33,7 @@ class Correspondence(Metric):
         "corr_ssim": {"higher_is_better": True, "best": None},
         "corr_lpips": {"higher_is_better": False, "best": None},
     }
-    weights: ClassVar[tuple[HubArtifact, ...]] = (ALEXNET,)
     default: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        device: torch.device | str = "cpu",
-        *,
-        chunk: int = 16,
-        random_weights: bool = False,
-        weights_dir: str | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(device, chunk=chunk, random_weights=random_weights,
-                         weights_dir=weights_dir, **options)
-        self.model = build_lpips(self.device, random_weights=random_weights, weights_dir=weights_dir)
-
-    def to(self, device: torch.device | str) -> "Correspondence":
-        super().to(device)
-        self.model.to(self.device)
-        return self
 
     def compute(self, inputs: MetricInputs) -> MetricResult:
         corr = inputs.correspondences

@@ -15,10 +15,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from magbench.hub import HubArtifact
+from magbench.metrics.backbones import LpipsMetric
 from magbench.metrics.base import Metric, MetricInputs, MetricResult
-from magbench.metrics.common import PSNR_CAP, build_lpips, lpips_frames, psnr_frames, ssim_frames
-from magbench.metrics.weights import ALEXNET
+from magbench.metrics.common import PSNR_CAP, lpips_frames, psnr_frames, ssim_frames
 from magbench.registry import register_metric
 
 
@@ -58,7 +57,7 @@ class SSIM(Metric):
 
 
 @register_metric("lpips")
-class LPIPS(Metric):
+class LPIPS(LpipsMetric):
     """LPIPS AlexNet per target frame (inputs in [-1, 1]), averaged.
 
     Options: ``chunk`` (frames per AlexNet batch, default 16), ``random_weights`` (random AlexNet
@@ -69,26 +68,7 @@ class LPIPS(Metric):
     key_info: ClassVar[dict[str, dict[str, Any]]] = {
         "lpips": {"higher_is_better": False, "best": 0.0},
     }
-    weights: ClassVar[tuple[HubArtifact, ...]] = (ALEXNET,)
     default: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        device: torch.device | str = "cpu",
-        *,
-        chunk: int = 16,
-        random_weights: bool = False,
-        weights_dir: str | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(device, chunk=chunk, random_weights=random_weights,
-                         weights_dir=weights_dir, **options)
-        self.model = build_lpips(self.device, random_weights=random_weights, weights_dir=weights_dir)
-
-    def to(self, device: torch.device | str) -> "LPIPS":
-        super().to(device)
-        self.model.to(self.device)
-        return self
 
     def compute(self, inputs: MetricInputs) -> MetricResult:
         per = lpips_frames(self.model, inputs.generated, inputs.target, self.options["chunk"])

@@ -14,6 +14,7 @@ user-controlled text and always appear as text, never as markup.
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import json
 import math
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ from magbench.store import atomic_write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_SAMPLES = 12
-RETENTION_EXTRA_KEY = "psnr"  # shown beside the primary metric when both have per-frame values
+RETENTION_EXTRA_KEY = "psnr"
+MAX_FLATTERED = 8  # rank inversions listed under the validity table  # shown beside the primary metric when both have per-frame values
 
 
 def report(
@@ -151,7 +153,60 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
             styles,
         ),
         "samples": _samples(rows, primary, max_samples, warnings),
+        "validity": _validity(rows, info),
     }
+
+
+def _bound(row: _Row, key: str) -> str | None:
+    """"floor"/"ceiling" where the row's sanity method bounds ``key`` (its manifest's ``bounds``,
+    fnmatch patterns); runs recorded before bounds existed bound every key by their kind."""
+    if row.kind == "method":
+        return None
+    method = row.group.first.manifest.get("method") or {}
+    if "bounds" not in method:
+        return row.kind if row.kind in ("floor", "ceiling") else None
+    return next((b for pat, b in (method.get("bounds") or {}).items() if fnmatch.fnmatchcase(key, pat)), None)
+
+
+# The paper's best match beside the scores a frozen or shuffled video cannot flatter.
+VALIDITY_COLUMNS = [
+    ("bestmatch_lpips", "best-match LPIPS (paper)"),
+    ("bestmatch_ordered_lpips", "order-preserving LPIPS"),
+    ("lpips", "frame-aligned LPIPS"),
+    ("bestmatch_psnr", "best-match PSNR (paper)"),
+    ("bestmatch_ordered_psnr", "order-preserving PSNR"),
+    ("psnr", "frame-aligned PSNR"),
+    ("bestmatch_coverage", "GT coverage"),
+]
+
+
+def _validity(rows: list[_Row], info: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the paper's best match flatters: each row's best-match next to the order-preserving
+    and frame-aligned scores and the coverage, and every pair of rows the two best matches rank
+    in opposite orders (a frozen or shuffled video ranked above a faithful one)."""
+    cols = [(k, t) for k, t in VALIDITY_COLUMNS if any(not fmt.is_missing(r.values.get(f"{k}_mean")) for r in rows)]
+    if not any(k == "bestmatch_ordered_lpips" for k, _ in cols):
+        return None
+    table = []
+    for r in rows:
+        cells = [{"text": fmt.ci_parts(r.values.get(f"{k}_mean"), r.values.get(f"{k}_ci_low"), r.values.get(f"{k}_ci_high"))[0],
+                  "bound": _bound(r, k)} for k, _ in cols]
+        table.append({"label": r.label, "kind": r.kind, "cells": cells})
+    flattered = []
+    paper, ordered = "bestmatch_lpips", "bestmatch_ordered_lpips"
+    for a in rows:
+        for b in rows:
+            pa, pb = a.values.get(f"{paper}_mean"), b.values.get(f"{paper}_mean")
+            oa, ob = a.values.get(f"{ordered}_mean"), b.values.get(f"{ordered}_mean")
+            if any(fmt.is_missing(v) for v in (pa, pb, oa, ob)):
+                continue
+            if pa < pb and oa > ob:  # lower is better for both
+                flattered.append(
+                    f"The paper's best match ranks {a.label} above {b.label} (LPIPS {fmt.num(pa)} vs {fmt.num(pb)}); "
+                    f"the order-preserving best match ranks it below ({fmt.num(oa)} vs {fmt.num(ob)})."
+                )
+    return {"columns": [t for _, t in cols], "rows": table, "flattered": flattered[:MAX_FLATTERED],
+            "more": max(0, len(flattered) - MAX_FLATTERED)}
 
 
 def _summary(rows: list[_Row], primary: str | None, info: dict[str, Any]) -> dict[str, Any]:
@@ -174,12 +229,12 @@ def _summary(rows: list[_Row], primary: str | None, info: dict[str, Any]) -> dic
         return x > y if hib else x < y
 
     contenders = [r for r in scored if r.kind == "method"]
-    floors = [r for r in scored if r.kind == "floor"]
-    ceilings = [r for r in scored if r.kind == "ceiling"]
-    pool = contenders or floors or ceilings
+    floors = [r for r in scored if _bound(r, primary) == "floor"]
+    ceilings = [r for r in scored if _bound(r, primary) == "ceiling"]
+    pool = contenders or floors or ceilings or scored
     best = pool[0]  # rows arrive sorted by the primary metric
     out["best"] = {"label": best.label, "kind": best.kind, "value": ci(best)}
-    what = "method" if contenders else ("sanity floor" if floors else "ceiling")
+    what = "method" if contenders else ("sanity floor" if floors else ("ceiling" if ceilings else "sanity method"))
     out["lines"].append(f"{best.label} remembers best of the {len(pool)} {what}{'s' if len(pool) != 1 else ''} on {primary} ({plots.direction(hib) or 'direction unknown'}): {ci(best)}.")
     if len(pool) > 1:
         second = pool[1]
@@ -266,7 +321,8 @@ def _tables(rows: list[_Row], keys: list[str], primary: str | None, info: dict[s
         for k in keys:
             m, lo, hi = v[f"{k}_mean"], v[f"{k}_ci_low"], v[f"{k}_ci_high"]
             text, interval = fmt.ci_parts(m, lo, hi)
-            q.append(_cell(text, _sortable(m), ci=interval, best=k in best_of and r.kind == "method" and m == best_of[k]))
+            q.append(_cell(text, _sortable(m), ci=interval, best=k in best_of and r.kind == "method" and m == best_of[k],
+                           bound=_bound(r, k)))
         e = list(cells)
         for _, col, _, f, _ in EFFICIENCY:
             interval = fmt.ci_parts(v["fps_mean"], v["fps_ci_low"], v["fps_ci_high"])[1] if col == "fps_mean" else None
@@ -291,8 +347,9 @@ def _config_note(v: dict[str, Any]) -> str | None:
 
 
 def _cell(text: str, sort: Any, method: bool = False, config: str | None = None, failed: int = 0,
-          ci: str | None = None, best: bool = False) -> dict[str, Any]:
-    return {"text": text, "sort": sort, "method": method, "config": config, "failed": failed, "ci": ci, "best": best}
+          ci: str | None = None, best: bool = False, bound: str | None = None) -> dict[str, Any]:
+    return {"text": text, "sort": sort, "method": method, "config": config, "failed": failed, "ci": ci, "best": best,
+            "bound": bound}
 
 
 def _sortable(v: Any) -> str:

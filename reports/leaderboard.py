@@ -40,6 +40,12 @@ Columns (stable; names only ever get added):
                             ``bestmatch_lpips``, ``corr_ssim``, ``subject_consistency``, ...)
 ``<key>_ci_low/_ci_high``   95% percentile-bootstrap interval of that mean (2000 resamples over
                             samples, seed 0); NaN with fewer than two samples
+                            (VBench's subject/background consistency, whose records carry
+                            ``extra["<key>_sum"]``/``["<key>_pairs"]``, are aggregated as VBench
+                            does: all terms over all frame pairs, resampled by video)
+``bestmatch_coverage_mean`` distinct ground-truth frames matched by the paper's best match / target
+                            length; ``bestmatch_ordered_{lpips,psnr,ssim}_mean`` the
+                            order-preserving best match (``magbench.metrics.bestmatch``)
 ``fps_mean``                mean over samples of generated frames per second, with
                             ``fps_ci_low``/``fps_ci_high``
 ``e2e_fps_mean``            mean over samples of end-to-end FPS: target frames over all of the
@@ -359,7 +365,11 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
         "cause": "" if status == "ok" else group.cause(),
     }
     for k in keys:
-        mean, low, high = bootstrap_ci([(r.get("metrics") or {}).get(k) for r in ok], n_resamples, seed=seed)
+        weighted = _pair_weighted(ok, k)
+        if weighted is not None:
+            mean, low, high = pair_weighted_ci(*weighted, n_resamples=n_resamples, seed=seed)
+        else:
+            mean, low, high = bootstrap_ci([(r.get("metrics") or {}).get(k) for r in ok], n_resamples, seed=seed)
         row.update({f"{k}_mean": mean, f"{k}_ci_low": low, f"{k}_ci_high": high})
 
     timing = [r.get("timing") or {} for r in ok]
@@ -387,6 +397,34 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
         device_growth_bytes_mean=_mean([m.get("device_growth_bytes") for m in memory]),
     )
     return row
+
+
+def _pair_weighted(records: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(term sums, pair counts) per record when every record carries them for ``key``."""
+    extras = [r.get("extra") or {} for r in records]
+    if not extras or any(f"{key}_sum" not in e or f"{key}_pairs" not in e for e in extras):
+        return None
+    return (np.asarray([float(e[f"{key}_sum"]) for e in extras]),
+            np.asarray([float(e[f"{key}_pairs"]) for e in extras]))
+
+
+def pair_weighted_ci(
+    sums: np.ndarray, pairs: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """VBench's dimension score (sum of all terms / all pairs) with a percentile bootstrap interval
+    over videos (NaN with fewer than two videos or no pairs)."""
+    total = pairs.sum()
+    if total <= 0:
+        return math.nan, math.nan, math.nan
+    value = float(sums.sum() / total)
+    if sums.size < 2:
+        return value, math.nan, math.nan
+    idx = np.random.default_rng(seed).integers(0, sums.size, size=(n_resamples, sums.size))
+    num, den = sums[idx].sum(axis=1), pairs[idx].sum(axis=1)
+    ratios = num[den > 0] / den[den > 0]
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(ratios, [alpha, 1.0 - alpha])
+    return value, float(low), float(high)
 
 
 def _mean(values: list[Any]) -> float:

@@ -32,15 +32,35 @@ def test_synthetic_target_frames_only_show_views_seen_in_the_context(synth_dir):
         assert corr[split.kept - 1] == 0  # home again on the last kept frame
 
 
+def test_synthetic_turnaround_is_before_the_switch_with_few_static_frames(synth_dir):
+    split = ReplayProtocol().split(160, 10.0)
+    for s in load_csv_dataset(synth_dir).samples:
+        ann = s.annotations()
+        turn, corr = ann["turnaround_frame"], ann["correspondences"]
+        assert ann["leave_frame"] <= 16 and turn < split.switch - 24  # the general case, not the switch
+        assert all(corr[t] == corr[2 * turn - t] for t in range(turn, split.kept))  # mirrored at the turn
+        assert sum(c == 0 for c in corr[: split.switch]) == ann["leave_frame"]  # static home frames
+
+
+def test_synthetic_turnaround_is_configurable_and_checked(tmp_path):
+    old = generate(tmp_path / "old", SynthConfig(n=1, height=32, width=48, turnaround=None)).samples[0].annotations()
+    assert old["turnaround_frame"] == 128 and old["leave_frame"] == 105  # at the switch
+    with pytest.raises(DatasetError, match="before the switch"):
+        generate(tmp_path / "late", SynthConfig(n=1, height=32, width=48, turnaround=0.9))
+    with pytest.raises(DatasetError, match="turnaround above 0.5"):
+        generate(tmp_path / "early", SynthConfig(n=1, height=32, width=48, turnaround=0.3))
+
+
 def test_rendered_corresponding_frames_are_identical_before_compression():
     rng = np.random.default_rng(0)
     scene = torch.from_numpy(make_scene(rng, 120, 150)).permute(2, 0, 1)[None]
-    poses = trajectory("dolly", 160, 105, 129, 153)
+    poses = trajectory("dolly", 160, 11, 81, 153)
     frames = render(scene, poses, 32, 48)
     corr = correspondences(poses)
-    for t in range(129, 153):
+    for t in range(82, 153):
+        assert corr[t] == (0 if 162 - t < 11 else 162 - t)
         np.testing.assert_array_equal(frames[t], frames[corr[t]])
-    assert np.abs(frames[128].astype(int) - frames[0].astype(int)).mean() > 10  # the camera did leave
+    assert np.abs(frames[81].astype(int) - frames[0].astype(int)).mean() > 10  # the camera did leave
 
 
 def test_synthetic_generation_is_deterministic_by_seed(tmp_path):

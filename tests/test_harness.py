@@ -69,6 +69,7 @@ def test_records_carry_timings_memory_per_frame_values_and_previews(sanity_runs)
     assert len(r["per_frame"]["psnr"]) == 24
     assert len(r["extra"]["bestmatch_indices"]) == 24
     assert len(r["extra"]["seconds_since_leave"]) == 24
+    assert r["method_extras"] == {"mirror_source": "annotation:turnaround_frame", "turnaround_frame": 81.0}
     with np.load(s.run_dir / r["preview"], allow_pickle=False) as z:
         assert z["target"].shape == z["generated"].shape and z["target"].dtype == np.uint8
 

@@ -14,7 +14,7 @@ import torch
 from pytorch_msssim import ssim as ms_ssim
 
 from magbench.metrics.base import MetricInputs
-from magbench.metrics.bestmatch import BestMatch, lpips_matrix_cached, lpips_matrix_naive
+from magbench.metrics.bestmatch import BestMatch, coverage, lpips_matrix_cached, lpips_matrix_naive, ordered_match
 from magbench.metrics.common import PSNR_CAP
 
 
@@ -62,9 +62,13 @@ def test_shuffled_ground_truth_is_recovered_exactly(metric: BestMatch):
     assert res.values["bestmatch_lpips"] == pytest.approx(0.0, abs=1e-6)
     assert res.values["bestmatch_psnr"] == PSNR_CAP
     assert res.values["bestmatch_ssim"] == pytest.approx(1.0, abs=1e-6)
-    for key, info in BestMatch.key_info.items():
-        assert res.values[key] == pytest.approx(info["best"], abs=1e-6)
+    for key in ("bestmatch_lpips", "bestmatch_psnr", "bestmatch_ssim"):
+        assert res.values[key] == pytest.approx(BestMatch.key_info[key]["best"], abs=1e-6)
         assert len(res.per_frame[key]) == 6
+    assert res.values["bestmatch_coverage"] == 1.0
+    # order kept: only pairs in order can match exactly; the shuffle shows
+    assert res.values["bestmatch_ordered_lpips"] > 0.01
+    assert res.values["bestmatch_ordered_psnr"] < 60
 
 
 def test_each_generated_frame_is_matched_not_each_ground_truth_frame(metric: BestMatch):
@@ -76,6 +80,64 @@ def test_each_generated_frame_is_matched_not_each_ground_truth_frame(metric: Bes
     assert res.extra["bestmatch_indices"] == [2, 2, 2, 0]
     assert res.values["bestmatch_lpips"] == pytest.approx(0.0, abs=1e-6)
     assert res.values["bestmatch_psnr"] == PSNR_CAP
+    assert res.values["bestmatch_coverage"] == 0.5  # ground-truth frames 2 and 0 of 4
+
+
+def test_frozen_video_flatters_the_paper_score_but_not_the_ordered_one(metric: BestMatch):
+    gt = _frames(6, seed=14)
+    gen = gt[[3] * 6].clone()
+    res = metric(MetricInputs(generated=gen, target=gt))
+    assert res.values["bestmatch_lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert res.values["bestmatch_coverage"] == pytest.approx(1 / 6)
+    # every ground-truth frame has to be aligned once: the frozen frame meets each of them
+    assert res.extra["bestmatch_ordered_indices"] == list(range(6))
+    aligned = lpips_matrix_naive(metric.model, gen, gt).diagonal()
+    assert res.values["bestmatch_ordered_lpips"] == pytest.approx(float(aligned.mean()), abs=1e-5)
+    assert res.values["bestmatch_ordered_psnr"] < 40
+
+
+# -- the monotone alignment, by hand on tiny cost matrices ------------------------------------------
+def _dist(rows: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def test_ordered_match_is_the_identity_on_a_cheap_diagonal():
+    d = _dist([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+    assert ordered_match(d) == [0, 1, 2]
+
+
+def test_ordered_match_of_a_frozen_video_covers_every_ground_truth_frame():
+    # every row the same (one generated frame repeated), cheapest at column 1
+    d = _dist([[0.5, 0.0, 0.7, 0.9]] * 4)
+    assert ordered_match(d) == [0, 1, 2, 3]
+
+
+def test_ordered_match_follows_a_lag_of_one_frame():
+    # generated frame i shows ground-truth frame i-1 (the video runs one frame late)
+    d = _dist([[0, 1, 1, 1, 1], [0, 1, 1, 1, 1], [1, 0, 1, 1, 1], [1, 1, 0, 1, 1], [1, 1, 1, 0, 1]])
+    # path (0,0) (1,0) (2,1) (3,2) (4,3) (4,4): frame 4 also meets column 4 but column 3 is cheaper
+    assert ordered_match(d) == [0, 0, 1, 2, 3]
+
+
+def test_ordered_match_keeps_only_the_pairs_that_are_in_order():
+    # generated = ground truth reversed: the paper's best match is perfect, order allows one pair
+    d = _dist([[1, 1, 0], [1, 0, 1], [0, 1, 1]])
+    assert torch.min(d, dim=1).values.sum() == 0
+    idx = ordered_match(d)
+    assert idx == sorted(idx)
+    assert float(d[torch.arange(3), torch.tensor(idx)].sum()) >= 2
+
+
+def test_ordered_match_lets_one_generated_frame_span_several_ground_truth_frames():
+    # 2 generated frames for 4 ground-truth frames: each takes its cheaper aligned column
+    d = _dist([[0.2, 0.1, 0.9, 0.9], [0.9, 0.9, 0.3, 0.0]])
+    assert ordered_match(d) == [1, 3]
+    assert ordered_match(_dist([[0.4]])) == [0]
+
+
+def test_coverage_counts_distinct_ground_truth_frames():
+    assert coverage(torch.tensor([2, 2, 2, 0]), 4) == 0.5
+    assert coverage(torch.tensor([0, 1, 2]), 3) == 1.0
 
 
 def test_scores_on_matched_pairs_follow_the_reference_formulas(metric: BestMatch):

@@ -23,6 +23,7 @@ from magbench.metrics.consistency import (
     consistency_score,
     dino_pos_embed,
     dino_preprocess,
+    pair_weighted_score,
 )
 
 
@@ -157,7 +158,7 @@ def test_background_consistency_is_chunk_invariant_random_weights(clip_metric):
     frames = torch.rand(5, 3, 30, 50, generator=torch.Generator().manual_seed(3))
     ext = clip_metric.extractor
     with torch.no_grad():
-        whole = ext.visual(clip_preprocess(frames))
+        whole = ext.model(clip_preprocess(frames))
     assert whole.shape == (5, 512)
     torch.testing.assert_close(ext(frames), whole, atol=1e-5, rtol=1e-5)
     res = clip_metric(MetricInputs(generated=frames[2:], target=frames[2:], context=frames[:2]))
@@ -165,38 +166,68 @@ def test_background_consistency_is_chunk_invariant_random_weights(clip_metric):
     assert len(res.per_frame["background_consistency"]) == 3
 
 
-# -- parity with vbench itself (only where it is installed) -----------------------------------------
-def _vbench_call(fn, model, monkeypatch, module, frames: torch.Tensor) -> float:
-    pixels = (frames * 255).round()
-    monkeypatch.setattr(module, "load_video", lambda *a, **k: pixels.clone())
-    kwargs = {"read_frame": False} if "read_frame" in inspect.signature(fn).parameters else {}
-    _, per_video = fn(model, *([None] if fn.__name__ == "background_consistency" else []),
-                      ["video.mp4"], "cpu", **kwargs)
-    return float(per_video[0]["video_results"])
+# -- parity with vbench 0.1.5's own functions ---------------------------------------------------------
+def _videos() -> list[torch.Tensor]:
+    """Two videos of different lengths whose shorter side (232) is above 224: the resizes shrink,
+    so antialiasing would change them, and the pair weighting differs from a mean of videos."""
+    g = torch.Generator().manual_seed(4)
+    low = [torch.rand(n, 3, 15, 16, generator=g) for n in (2, 4)]
+    return [torch.nn.functional.interpolate(x, size=(232, 248), mode="bilinear") for x in low]
 
 
-def test_parity_with_vbench_functions(request, monkeypatch):
-    pytest.importorskip("vbench")
-    dino_metric = request.getfixturevalue("dino_metric")  # built only where vbench exists
-    clip_metric = request.getfixturevalue("clip_metric")
+def test_default_preprocessing_is_vbench_015_without_antialias():
+    frames = _videos()[0]
+    assert not torch.equal(dino_preprocess(frames, antialias=True), dino_preprocess(frames))
+    for fn in (dino_preprocess, clip_preprocess):
+        assert inspect.signature(fn).parameters["antialias"].default is False
+    for cls in (SubjectConsistency, BackgroundConsistency):
+        assert cls(extractor=mean_colour_minus_half).options["antialias"] is False
+
+
+def test_results_carry_the_term_sum_and_pair_count_for_vbench_aggregation():
+    video = _colour_video(COLOURS)
+    res = SubjectConsistency(extractor=mean_colour_minus_half)(
+        MetricInputs(generated=video[3:], target=video[3:], context=video[:3]))
+    whole = _hand_terms([[c - 0.5 for c in col] for col in COLOURS])
+    assert res.extra["subject_consistency_pairs"] == 6
+    assert res.extra["subject_consistency_sum"] == pytest.approx(sum(whole), abs=1e-6)
+    assert res.extra["subject_consistency_target_pairs"] == 3
+    assert pair_weighted_score([1.0, 3.0], [2, 6]) == 0.5  # (1 + 3) / 8, not mean(0.5, 0.5)
+    assert pair_weighted_score([0.9], [0]) != pair_weighted_score([0.9], [0])  # NaN: no pairs
+
+
+def test_parity_with_vbench_015_functions_per_video_and_pair_weighted(request, monkeypatch):
+    pytest.importorskip("vbench", reason="install with: pip install --no-deps 'vbench==0.1.5'")
     import vbench.background_consistency as vb_bg
     import vbench.subject_consistency as vb_subj
 
-    frames = torch.rand(4, 3, 40, 64, generator=torch.Generator().manual_seed(4))
-    dino = dino_metric.extractor
+    dino_metric = request.getfixturevalue("dino_metric")
+    clip_metric = request.getfixturevalue("clip_metric")
+    videos = _videos()
+    paths = [f"video{i}.mp4" for i in range(len(videos))]
+    # vbench's load_video: uint8 frames as a float tensor T x C x H x W of values in [0, 255]
+    pixels = {p: (v * 255).round() for p, v in zip(paths, videos)}
 
-    class DinoModule(torch.nn.Module):
+    class DinoModule(torch.nn.Module):  # what torch.hub's dino_vitb16 returns: the CLS feature
         def forward(self, x):
-            return dino.embed(x)
+            return dino_metric.extractor.embed(x)
 
     class ClipModel:
         def encode_image(self, x):
-            return clip_metric.extractor.visual(x)
+            return clip_metric.extractor.model(x)
 
-    ours = dino_metric(MetricInputs(generated=frames, target=frames)).values["subject_consistency"]
-    theirs = _vbench_call(vb_subj.subject_consistency, DinoModule(), monkeypatch, vb_subj, frames)
-    assert ours == pytest.approx(theirs, abs=1e-5)
-    with torch.no_grad():
-        ours = clip_metric(MetricInputs(generated=frames, target=frames)).values["background_consistency"]
-        theirs = _vbench_call(vb_bg.background_consistency, ClipModel(), monkeypatch, vb_bg, frames)
-    assert ours == pytest.approx(theirs, abs=1e-5)
+    for metric, module, call in (
+        (dino_metric, vb_subj, lambda: vb_subj.subject_consistency(DinoModule(), paths, "cpu", False)),
+        (clip_metric, vb_bg, lambda: vb_bg.background_consistency(ClipModel(), None, paths, "cpu", False)),
+    ):
+        monkeypatch.setattr(module, "load_video", lambda path, *a, **k: pixels[path].clone())
+        with torch.no_grad():
+            theirs_all, theirs_videos = call()
+            ours = [metric(MetricInputs(generated=v, target=v)) for v in videos]
+        key = metric.key
+        for o, t in zip(ours, theirs_videos):
+            assert abs(o.values[key] - t["video_results"]) < 1e-6
+        ours_all = pair_weighted_score([o.extra[f"{key}_sum"] for o in ours], [o.extra[f"{key}_pairs"] for o in ours])
+        assert abs(ours_all - theirs_all) < 1e-6
+        # the lengths differ, so the mean of per-video scores is not VBench's number
+        assert abs(sum(o.values[key] for o in ours) / len(ours) - theirs_all) > 1e-7

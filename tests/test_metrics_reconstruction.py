@@ -15,6 +15,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from magbench.metrics.backbones import RANDOM_WEIGHTS_SEED
 from magbench.metrics.base import MetricInputError, MetricInputs, MetricResult
 from magbench.metrics.common import PSNR_CAP
 from magbench.metrics.reconstruction import LPIPS, PSNR, SSIM
@@ -33,10 +34,11 @@ def _noisy(x: torch.Tensor, sigma: float, seed: int = 1) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def lpips_pair() -> tuple[LPIPS, lpips.LPIPS]:
-    """Our metric and lpips.LPIPS built from the same random seed: same random trunk."""
+    """Our metric and lpips.LPIPS built from the same random seed: same random trunk (random
+    backbones are drawn from RANDOM_WEIGHTS_SEED whatever the global RNG state)."""
     torch.manual_seed(123)
     ours = LPIPS(random_weights=True)
-    torch.manual_seed(123)
+    torch.manual_seed(RANDOM_WEIGHTS_SEED)
     with warnings.catch_warnings():  # torchvision's notice about lpips' `pretrained=` argument
         warnings.simplefilter("ignore", UserWarning)
         ref = lpips.LPIPS(net="alex", spatial=True, pretrained=True, pnet_rand=True, verbose=False)

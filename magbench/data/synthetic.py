@@ -1,11 +1,13 @@
 """A synthetic leave-and-return set, generated locally and deterministically by seed.
 
 Each video looks at a procedural textured scene (colour blobs, gratings, shapes and fine noise:
-enough structure that PSNR and LPIPS separate methods). The camera holds its starting view,
-leaves it (a pan, a tilt, or a dolly out), turns around exactly at the replay protocol's switch
-frame, and retraces its path at the same speed, arriving home on the last kept frame. So the
-target segment shows only views already seen in the context, and the exact correspondence of
-every frame is known.
+enough structure that PSNR and LPIPS separate methods). The camera holds its starting view for a
+few frames, leaves it (a pan, a tilt, or a dolly out), turns around at the ``turnaround`` fraction
+of the kept video (default 0.53: near the middle, like MAG-Bench's clip-plus-reverse videos, and
+well before the replay protocol's switch), and retraces its path at the same speed, arriving home
+on the last kept frame. So the target segment shows only views already seen in the context, and
+the exact correspondence of every frame is known. ``turnaround=None`` turns at the switch instead
+(the earlier layout, whose context is mostly the static home view).
 
 Written as mp4 + CSV in the MAG-Bench schema (plus ``annotations/*.json`` with per-frame poses
 and correspondences), so the synthetic set goes through the same loader as the real one.
@@ -40,6 +42,8 @@ class SynthConfig:
     seconds: float = 10.0
     seed: int = 0
     fps: int = 16
+    # Fraction of the kept video at which the camera turns around; None: at the switch.
+    turnaround: float | None = 0.53
 
     @property
     def key(self) -> str:
@@ -85,17 +89,19 @@ def make_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
-def trajectory(kind: str, num_frames: int, leave: int, switch: int, kept: int) -> np.ndarray:
+def trajectory(kind: str, num_frames: int, leave: int, turnaround: int, kept: int) -> np.ndarray:
     """Per-frame poses (dx, dy, zoom) in units of the view size.
 
-    Frames [0, leave) hold the home view; [leave, switch) leave it in ``switch - leave`` equal
-    steps; [switch, kept) retrace the same poses in reverse, so frame ``switch + k`` shows pose
-    step ``L - 1 - k`` (L = switch - leave) and the last kept frame is home again.
+    Frames [0, leave) hold the home view; [leave, turnaround] leave it in ``L = turnaround - leave
+    + 1`` equal steps; (turnaround, kept) retrace the same poses in reverse, so frame
+    ``turnaround + k`` shows the view of frame ``turnaround - k`` and the last kept frame is home
+    again when ``leave = 2 * turnaround - kept + 2``. Frames from ``kept`` on stay home.
     """
-    span = switch - leave
+    span = turnaround - leave + 1
     steps = np.zeros(num_frames, np.int64)
-    steps[leave:switch] = np.arange(1, span + 1)
-    steps[switch:kept] = np.arange(span - 1, span - 1 - (kept - switch), -1)
+    steps[leave : turnaround + 1] = np.arange(1, span + 1)
+    back = np.arange(span - 1, span - 1 - (kept - turnaround - 1), -1)
+    steps[turnaround + 1 : kept] = np.maximum(back, 0)
     frac = steps / span
     poses = np.zeros((num_frames, 3), np.float64)
     poses[:, 2] = 1.0
@@ -169,11 +175,17 @@ def generate(out: Path | str, config: SynthConfig = SynthConfig(), protocol: Rep
     except SampleError as exc:
         raise DatasetError(f"{exc}; choose --seconds of 6 or more (e.g. 10)") from exc
     kept, switch = split.kept, split.switch
-    leave = switch - (kept - switch)  # leave at the speed of the return: the path is retraced
+    turn = switch - 1 if config.turnaround is None else int(round(config.turnaround * (kept - 1)))
+    leave = 2 * turn - kept + 2  # leave at the speed of the return: home on the last kept frame
+    if config.turnaround is not None and not turn < switch:
+        raise DatasetError(
+            f"turnaround {config.turnaround:g} is at frame {turn}, not before the switch ({switch}): "
+            "the target would show views the context never saw; choose a smaller turnaround"
+        )
     if leave < 1:
         raise DatasetError(
-            f"--seconds {config.seconds:g}: the target segment ({kept - switch} frames) is longer than "
-            "the context can mirror; use a longer video"
+            f"--seconds {config.seconds:g}, turnaround {config.turnaround}: the return ({kept - 1 - turn} "
+            "frames) is longer than the way out; use a longer video or a turnaround above 0.5"
         )
     rng_master = np.random.default_rng(config.seed)
     rows = ["video_path,raw_caption,duration(sec)"]
@@ -184,7 +196,7 @@ def generate(out: Path | str, config: SynthConfig = SynthConfig(), protocol: Rep
         kind = TRAJECTORIES[i % len(TRAJECTORIES)]
         scene_np = make_scene(rng, int(config.height * 3.4), int(config.width * 3.0))
         scene = torch.from_numpy(scene_np).permute(2, 0, 1)[None].contiguous()
-        poses = trajectory(kind, num_frames, leave, switch, kept)
+        poses = trajectory(kind, num_frames, leave, turn, kept)
         frames = render(scene, poses, config.height, config.width)
         name = f"synthetic_{i:03d}_{kind}"
         write_video(out / "videos" / f"{name}.mp4", frames, fps=config.fps)
@@ -197,6 +209,8 @@ def generate(out: Path | str, config: SynthConfig = SynthConfig(), protocol: Rep
                 "trajectory": kind,
                 "fps": config.fps,
                 "leave_frame": leave,
+                # frame t >= turnaround_frame shows the view of frame 2 * turnaround_frame - t
+                "turnaround_frame": turn,
                 "poses": poses.round(9).tolist(),
                 "pose_format": ["dx (view widths)", "dy (view heights)", "zoom"],
                 "correspondences": correspondences(poses),
