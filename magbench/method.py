@@ -13,7 +13,7 @@ A complete method in 20 lines::
     from magbench.method import Method, MethodNeeds
     from magbench.registry import register_method
 
-    @register_method("hold-first")
+    @register_method("my-hold-first")
     class HoldFirst(Method):
         description = "Shows the first context frame forever."
         needs = MethodNeeds(gpu=False)

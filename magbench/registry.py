@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, TypeVar
@@ -102,6 +103,12 @@ class Registry(Generic[T]):
             for ep in entry_points(group=self.group):
                 if ep.name not in self._entries:
                     self._entries[ep.name] = _Entry(ep.name, None, entry_point=ep, builtin=False)
+                elif self._entries[ep.name].builtin:
+                    # Never a silent swap: the built-in keeps the name, the plugin is named as ignored.
+                    logging.getLogger("magbench").warning(
+                        "%s plugin %r (entry point %s) has a built-in's name and is ignored: rename it",
+                        self.kind, ep.name, ep.value,
+                    )
 
     def names(self, pattern: str | None = None) -> list[str]:
         self._ensure_loaded()
