@@ -232,17 +232,17 @@ def test_plugin_distribution_with_entry_point_is_listed_and_runs(synth_dir, tmp_
     # What `pip install` of a distribution with this entry point leaves in site-packages.
     dist = site / "hold_first_method-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hold-first-method\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[magbench.methods]\nhold-first = hold_first_method:HoldFirst\n")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: freeze-first-method\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[magbench.methods]\nfreeze-first = hold_first_method:HoldFirst\n")
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))  # forget the plugin afterwards
     monkeypatch.setattr(METHODS, "_loaded_plugins", False)
 
     code, out, _ = main("methods", capsys=capsys)
-    assert code == 0 and "hold-first" in out and "plugin" in out
-    code, out, err = main("run", "--method", "hold-first", "--dataset", f"synthetic:{synth_dir}", "--out", tmp_path / "r", "-q", "--metrics", "psnr", "--limit", "1", "--device", "cpu", capsys=capsys)
+    assert code == 0 and "freeze-first" in out and "plugin" in out
+    code, out, err = main("run", "--method", "freeze-first", "--dataset", f"synthetic:{synth_dir}", "--out", tmp_path / "r", "-q", "--metrics", "psnr", "--limit", "1", "--device", "cpu", capsys=capsys)
     assert code == 0, err
-    assert "1 ok" in out and RunDir(tmp_path / "r").manifest()["method"]["name"] == "hold-first"
+    assert "1 ok" in out and RunDir(tmp_path / "r").manifest()["method"]["name"] == "freeze-first"
 
 
 def test_metrics_all_names_every_metric_it_cannot_run_and_the_flag_to_skip_them(synth_dir, capsys):
