@@ -57,7 +57,14 @@ def create_metrics(
             f"metrics {', '.join(sorted(skipped))} need weights not on this machine: "
             f"run `magbench download --metrics`, or leave them out with {keep}"
         )
-    metrics = [METRICS.get(n)(device=device, **options.get(n, {})) for n in names if n not in skipped]
+    # A default-set metric whose weight-free part can run keeps that part (correspondence's PSNR/SSIM).
+    partial = {n: METRICS.get(n).without_weights for n in skipped if METRICS.get(n).without_weights}
+    for n, opts in partial.items():
+        skipped[n] += f" (ran without them: {', '.join(f'{k}={v}' for k, v in opts.items())})"
+    metrics = [
+        METRICS.get(n)(device=device, **{**options.get(n, {}), **partial.get(n, {})})
+        for n in names if n not in skipped or n in partial
+    ]
     return metrics, skipped
 
 

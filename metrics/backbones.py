@@ -101,10 +101,13 @@ class LpipsMetric(Metric):
         chunk: int | None = None,
         random_weights: bool = False,
         weights_dir: str | None = None,
+        lpips: bool = True,
         **options: Any,
     ) -> None:
         chunk = self.default_chunk if chunk is None else int(chunk)
         if chunk < 1:
             raise ValueError(f"{self.name or type(self).__name__}: chunk must be >= 1")
-        super().__init__(device, chunk=chunk, random_weights=random_weights, weights_dir=weights_dir, **options)
-        self.model = lpips_backbone(self.device, random_weights=random_weights, weights_dir=weights_dir)
+        extra = {} if lpips else {"lpips": False}  # recorded only where it changes the values
+        super().__init__(device, chunk=chunk, random_weights=random_weights, weights_dir=weights_dir, **extra, **options)
+        # lpips=False (a metric's ``without_weights``): its LPIPS values are left out, no AlexNet.
+        self.model = lpips_backbone(self.device, random_weights=random_weights, weights_dir=weights_dir) if lpips else None

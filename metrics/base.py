@@ -80,6 +80,9 @@ class Metric(ABC):
     key_info: ClassVar[dict[str, dict[str, Any]]] = {}
     weights: ClassVar[tuple[HubArtifact, ...]] = ()
     default: ClassVar[bool] = False  # part of the default metric set of `magbench run`
+    # Options under which the metric runs without its weights (only the values that need none);
+    # the default set uses them, rather than dropping the metric, when the weights are missing.
+    without_weights: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, device: torch.device | str = "cpu", **options: Any) -> None:
         self.device = torch.device(device)

@@ -34,6 +34,8 @@ class Correspondence(LpipsMetric):
         "corr_lpips": {"higher_is_better": False, "best": None},
     }
     default: ClassVar[bool] = True
+    # PSNR and SSIM need no weights: without AlexNet the default set still reports them.
+    without_weights: ClassVar[dict[str, Any] | None] = {"lpips": False}
 
     def compute(self, inputs: MetricInputs) -> MetricResult:
         corr = inputs.correspondences
@@ -59,8 +61,9 @@ class Correspondence(LpipsMetric):
         per = {
             "corr_psnr": psnr_frames(gen, ref),
             "corr_ssim": ssim_frames(gen, ref),
-            "corr_lpips": lpips_frames(self.model, gen, ref, self.options["chunk"]),
         }
+        if self.model is not None:
+            per["corr_lpips"] = lpips_frames(self.model, gen, ref, self.options["chunk"])
         return MetricResult(
             values={k: float(v.mean()) for k, v in per.items()},
             per_frame={k: v.tolist() for k, v in per.items()},

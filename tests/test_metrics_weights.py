@@ -83,3 +83,21 @@ def test_weights_dir_without_the_file_is_refused_at_once(tmp_path: Path):
         BackgroundConsistency(weights_dir=str(tmp_path))
     with pytest.raises(MissingWeightsError, match=ALEXNET_FILE):
         BestMatch(weights_dir=str(tmp_path))
+
+
+def test_default_set_keeps_the_weight_free_part_of_correspondence_without_alexnet(empty_caches):
+    """Without AlexNet the default set drops LPIPS-only metrics but still computes correspondence's
+    PSNR/SSIM (which need no weights), and says what it left out."""
+    import torch
+
+    from magbench.metrics.base import MetricInputs
+    from magbench.scoring import create_metrics
+
+    metrics, skipped = create_metrics(["lpips", "correspondence"], "cpu", {}, is_default=True)
+    assert [m.name for m in metrics] == ["correspondence"] and "lpips" in skipped
+    assert "ran without them: lpips=False" in skipped["correspondence"]
+    assert metrics[0].config()["options"].get("lpips") is False  # recorded in the run's identity
+    g = torch.Generator().manual_seed(0)
+    ctx, gen = torch.rand(4, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+    res = metrics[0](MetricInputs(generated=gen, target=gen, context=ctx, correspondences=[1, 3]))
+    assert set(res.values) == {"corr_psnr", "corr_ssim"}
