@@ -4,6 +4,7 @@ offline, so nothing here can reach (or wait for) the network."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,16 @@ def synth_dir(tmp_path_factory) -> Path:
 # random backbone (pnet_rand) in tests.
 TEST_METRICS = "psnr,ssim,lpips,bestmatch,correspondence"
 TEST_METRIC_OPTS = ["lpips.random_weights=true", "bestmatch.random_weights=true", "correspondence.random_weights=true"]
+
+
+def wait_for_file(path: Path, proc=None, timeout: float = 300) -> None:
+    """Until the process under test creates ``path`` (it does so when it reaches the point the test
+    needs): synchronisation on that event; the short pause between looks is only a poll interval."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read()[-2000:] if getattr(proc, "stderr", None) else ""
+            raise AssertionError(f"the process ended (code {proc.returncode}) before creating {path.name}: {err}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path.name} never appeared")
+        time.sleep(0.01)

@@ -12,11 +12,11 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import wait_for_file
 from magbench.store import RunDir
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -48,17 +48,6 @@ def spawn(*args, env=None, **kw):
     e["PYTHONPATH"] = os.pathsep.join([str(PLUGINS), e.get("PYTHONPATH", "")])
     e.update(env or {})
     return subprocess.Popen([sys.executable, "-m", "magbench", *map(str, args)], env=e, text=True, **kw)
-
-
-def wait_for(path: Path, proc, timeout=300):
-    """Until the process under test creates ``path`` (it does so when it reaches the point)."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"the process ended (code {proc.returncode}) before creating {path.name}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path.name} never appeared")
-        time.sleep(0.01)
 
 
 def _flat(text):
@@ -178,7 +167,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_redoing_finished_samples(s
     proc = spawn(*args, env={"MAGBENCH_TEST_GATE": str(gate), "MAGBENCH_TEST_GATE_SAMPLE": "synthetic_001_tilt"},
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(gate / "reached-synthetic_001_tilt", proc)  # pan is recorded, tilt half generated
+        wait_for_file(gate / "reached-synthetic_001_tilt", proc)  # pan is recorded, tilt half generated
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -201,7 +190,7 @@ def test_second_invocation_on_a_busy_run_folder_is_refused(synth_dir, tmp_path, 
     args = ["run", "-m", "magbench_test_methods:GatedReplay", "-d", f"synthetic:{synth_dir}", "--out", out, "--device", "cpu", "-q", "--metrics", "psnr", "--limit", "1"]
     proc = spawn(*args, env={"MAGBENCH_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(gate / "reached-synthetic_000_pan", proc)  # it holds the run and record locks now
+        wait_for_file(gate / "reached-synthetic_000_pan", proc)  # it holds the run and record locks now
         code, _, err = main(*args, capsys=capsys)
         assert code == 2 and "another magbench process" in err and f"pid {proc.pid}" in err
         (gate / "release").touch()

@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import TEST_METRIC_OPTS, TEST_METRICS
+from conftest import TEST_METRIC_OPTS, TEST_METRICS, wait_for_file
 from magbench.locking import holder_pid
 from magbench.determinism import record_differences, tolerance
 from magbench.store import RunDir
@@ -91,15 +90,6 @@ def _lines_per_id(run):
     return counts
 
 
-def _wait_file(path, proc, timeout=300):
-    """Until the process under test creates ``path`` (when it reaches the point the test needs)."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"the run ended before creating {path.name}: {proc.stderr.read()[-2000:]}"
-        assert time.monotonic() < deadline, f"{path.name} never appeared"
-        time.sleep(0.01)
-
-
 @pytest.fixture(scope="module")
 def reference(synth_dir, tmp_path_factory):
     """One process, the whole set, the test metrics (random-weight LPIPS backbones included)."""
@@ -150,7 +140,7 @@ def test_killed_rank_then_rerun_finishes_without_redoing_and_a_busy_run_is_refus
                             env=_env({"MAGBENCH_TEST_GATE": str(gate), "MAGBENCH_TEST_GATE_SAMPLE": "synthetic_002_dolly"}),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_file(gate / "reached-synthetic_002_dolly", proc)
+        wait_for_file(gate / "reached-synthetic_002_dolly", proc)
         # While the sharded run works, neither a whole run nor a shard of another split may start.
         whole = cli("run", "-m", "magbench_test_methods:GatedReplay", *ds)
         assert "another magbench process" in str(whole.exception), whole.output

@@ -4,9 +4,9 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
+from conftest import wait_for_file
 from magbench.harness import RunConfig
 from magbench.locking import holder_pid
 from magbench.runners.slurm import SlurmOptions, submit, wait
@@ -33,10 +33,7 @@ def test_preempted_task_is_requeued_and_reruns_only_what_its_shard_has_left(synt
     assert sub.shards == [0, 1]
     shard1 = out / "samples.1-of-2.jsonl"  # tilt, then dolly
     reached = gate / "reached-synthetic_002_dolly"
-    deadline = time.monotonic() + 300
-    while not reached.exists():  # the task writes it when it stops in dolly
-        assert time.monotonic() < deadline, "shard 1 never reached dolly"
-        time.sleep(0.01)
+    wait_for_file(reached)  # the task writes it when it stops in dolly
     assert shard1.read_text().count("\n") == 1, "the signal must land while the shard is half done"
     os.kill(holder_pid(out, shard1.name), signal.SIGUSR2)  # what SLURM sends before preempting (sbatch --signal=USR2@...)
 
