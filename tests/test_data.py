@@ -136,3 +136,19 @@ def test_official_magbench_loads_from_a_local_copy(monkeypatch, synth_dir):
     monkeypatch.setenv("MAGBENCH_DATA", str(synth_dir))
     ds = load_dataset("magbench")
     assert ds.id == "magbench" and len(ds) == 3
+
+
+def test_render_of_a_scene_does_not_depend_on_scenes_rendered_before():
+    # A zoomed-out view samples a blurred copy of the scene; that copy must be the scene's own,
+    # whatever was rendered earlier in the process (an id()-keyed cache once reused a freed scene's).
+    poses = np.array([[0.0, 0.0, 1.5], [0.1, 0.0, 1.5]])
+    rng = np.random.default_rng(0)
+    first = torch.from_numpy(make_scene(rng, 96, 144)).permute(2, 0, 1)[None].contiguous()
+    second = torch.from_numpy(make_scene(rng, 96, 144)).permute(2, 0, 1)[None].contiguous()
+    alone = render(second.clone(), poses, 32, 48)
+    render(first, poses, 32, 48)
+    # Free ``first`` and give ``second`` a chance to land at its address.
+    del first
+    reused = [second.clone() for _ in range(4)]
+    for scene in reused:
+        np.testing.assert_array_equal(render(scene, poses, 32, 48), alone)

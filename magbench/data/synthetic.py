@@ -32,6 +32,9 @@ from magbench.protocol import ReplayProtocol
 from magbench.store import atomic_write_json, atomic_write_text
 
 TRAJECTORIES = ("pan", "tilt", "dolly")
+# Part of the cache key and the dataset id: bump it whenever the same config renders different pixels.
+# 2: zoomed views blur their own scene (1 could sample a blur cached for an earlier scene).
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class SynthConfig:
 
     @property
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        blob = json.dumps({**asdict(self), "generator_version": GENERATOR_VERSION}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -121,6 +124,9 @@ def render(scene: torch.Tensor, poses: np.ndarray, height: int, width: int) -> n
     """Views of ``scene`` (1 x 3 x SH x SW) for each pose, uint8 T x H x W x 3."""
     _, _, sh, sw = scene.shape
     frames = []
+    # Blurred copies are cached per call, keyed by zoom: a process-wide cache keyed by id(scene)
+    # handed a later scene the blur of a freed one that happened to share its id.
+    blurred: dict[float, torch.Tensor] = {}
     for dx, dy, zoom in poses:
         # View centre starts left/top so the camera has room to move right/down or zoom out.
         cx = (width * 1.1 + dx * width) / sw * 2 - 1
@@ -130,30 +136,28 @@ def render(scene: torch.Tensor, poses: np.ndarray, height: int, width: int) -> n
         gy, gx = torch.meshgrid(ys + cy, xs + cx, indexing="ij")
         grid = torch.stack([gx, gy], -1)[None].float()
         # Zooming out needs antialiasing: sample a blurred copy in proportion to the zoom.
-        src = scene if zoom <= 1.01 else _blurred(scene, zoom)
+        if zoom <= 1.01:
+            src = scene
+        else:
+            src = blurred.get(round(float(zoom), 6))
+            if src is None:
+                src = blurred[round(float(zoom), 6)] = _blurred(scene, zoom)
         out = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         frames.append(out[0].permute(1, 2, 0).clamp(0, 1).mul(255).round().to(torch.uint8).numpy())
     return np.stack(frames)
 
 
-_BLUR_CACHE: dict[tuple[int, float], torch.Tensor] = {}
-
-
 def _blurred(scene: torch.Tensor, zoom: float) -> torch.Tensor:
-    key = (id(scene), round(float(zoom), 6))
-    if key not in _BLUR_CACHE:
-        sigma = 0.5 * (zoom - 1.0) + 1e-6
-        radius = max(1, int(3 * sigma))
-        x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        k = torch.exp(-(x**2) / (2 * sigma**2))
-        k = k / k.sum()
-        c = scene.shape[1]
-        s = F.conv2d(F.pad(scene, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-        s = F.conv2d(F.pad(s, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-        if len(_BLUR_CACHE) > 512:
-            _BLUR_CACHE.clear()
-        _BLUR_CACHE[key] = s
-    return _BLUR_CACHE[key]
+    """``scene`` with a separable Gaussian blur whose width grows with ``zoom`` (antialiasing)."""
+    sigma = 0.5 * (zoom - 1.0) + 1e-6
+    radius = max(1, int(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = scene.shape[1]
+    s = F.conv2d(F.pad(scene, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    s = F.conv2d(F.pad(s, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    return s
 
 
 def correspondences(poses: np.ndarray) -> list[int]:
