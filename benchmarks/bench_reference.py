@@ -329,6 +329,12 @@ class Reference:
         self.pipe_mod = importlib.import_module("pipeline.memory_generation_pipeline")
         self.notes = notes
 
+        # flash-attn-4 (magbench's optional kernel) installs a ``flash_attn`` namespace package
+        # without flash-attn 2's functions: the reference's ``import flash_attn`` then succeeds and
+        # it would call a function that is not there. Only a real flash-attn 2 counts.
+        if self.attn.FLASH_ATTN_2_AVAILABLE and not hasattr(getattr(self.attn, "flash_attn", None), "flash_attn_varlen_func"):
+            self.attn.FLASH_ATTN_2_AVAILABLE = False
+            notes["flash_attn"] = "a flash_attn package without flash_attn_varlen_func (flash-attn-4): not flash-attn 2"
         fa2, fa3 = bool(self.attn.FLASH_ATTN_2_AVAILABLE), bool(self.attn.FLASH_ATTN_3_AVAILABLE)
         self.attention = {
             "self_attention": ("reference flash-attn (its attention(): FA3 if available, else FA2)" if (fa2 or fa3) else

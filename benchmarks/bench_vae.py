@@ -8,7 +8,8 @@ against), ``default`` (bf16, as diffusers runs it: one decoder pass per latent f
 ``channels-last+fused-norms`` (and each ``WanRMS_norm`` module through torch.compile; called
 ``channels-last+compiled-norms`` in ``results/vae_compile_variants.json``), ``batched`` (all
 latent frames of a block in one decoder pass, :class:`DecoderStream`'s batched path, default
-layout and norms), ``channels-last+fused-norms+batched`` (``WanVAE``'s default on CUDA). Every
+layout and norms), ``channels-last+batched``, ``channels-last+fused-norms+batched``; ``WanVAE``'s default on
+CUDA is ``channels-last+fused-norms``. Every
 variant without ``batched`` in its name decodes one latent frame per pass, as diffusers; with ``--try-compile`` also ``cudnn-benchmark``
 alone and channels-last with each ``WanResidualBlock`` through torch.compile. Per block: 3 latent frames -> 12 pixel frames (decode), 12 pixel frames -> 3
 latent frames (encode). Medians of ``--blocks`` blocks after one warm-up block.
@@ -108,7 +109,7 @@ def main() -> None:
     # variant is kept only if it is as close to it as the default is.
     rows, ref = [], None
     variants = ["fp32-reference", "default", "channels-last", "channels-last+fused-norms", "batched",
-                "channels-last+fused-norms+batched"]
+                "channels-last+batched", "channels-last+fused-norms+batched"]
     if args.try_compile:
         variants += ["cudnn-benchmark", "channels-last+compiled-resblocks"]
     if args.variants:

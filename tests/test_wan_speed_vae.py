@@ -21,7 +21,9 @@ def test_warmup_does_not_change_what_a_stream_decodes():
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_batched_decode_stream_equals_diffusers_whole_video_decode(channels_last):
     # Any split of the latents into pushes, one latent frame or several, first push included.
-    batched = WanVAE.random(tiny_vae_config(), "cpu", torch.float32, seed=1, channels_last=channels_last)
+    batched = WanVAE.random(
+        tiny_vae_config(), "cpu", torch.float32, seed=1, channels_last=channels_last, batched_decode=True
+    )
     per_frame = WanVAE.random(tiny_vae_config(), "cpu", torch.float32, seed=1, batched_decode=False)
     lat = torch.randn(1, 8, 16, 4, 6, generator=torch.Generator().manual_seed(0))
     whole = per_frame.decode(lat)  # diffusers' AutoencoderKLWan.decode: one latent frame at a time

@@ -35,14 +35,15 @@ class WanVAE:
     """Wraps a diffusers ``AutoencoderKLWan``; ``frames`` are [T, 3, H, W] in [0, 1]."""
 
     def __init__(
-        self, vae: Any, channels_last: bool | None = None, fused_norms: bool | None = None, batched_decode: bool = True
+        self, vae: Any, channels_last: bool | None = None, fused_norms: bool | None = None, batched_decode: bool = False
     ) -> None:
         """``channels_last``: conv weights in channels_last_3d, so cuDNN runs its NDHWC kernels;
         ``fused_norms``: each RMS norm as one torch.compile'd kernel. Both measured faster than
         the default at the same error against float32 (benchmarks/RESULTS.md). Default: on CUDA
         only (on the CPU channels-last was slower and compiling is not worth it).
         ``batched_decode``: a stream decodes all latent frames of a push in one pass through the
-        decoder (:class:`DecoderStream`) instead of diffusers' one pass per latent frame."""
+        decoder (:class:`DecoderStream`) instead of diffusers' one pass per latent frame. Off by
+        default: exact, but measured slower on the GPU (benchmarks/RESULTS.md, "The VAE decode")."""
         self.vae = vae.eval().requires_grad_(False)
         self.batched_decode = batched_decode
         self.channels_last = bool(channels_last if channels_last is not None else next(vae.parameters()).is_cuda)
@@ -54,7 +55,8 @@ class WanVAE:
                     mod.weight.data = mod.weight.data.contiguous(memory_format=torch.channels_last_3d)
         self.fused_norms = bool(fused_norms if fused_norms is not None else p.is_cuda)
         # RMS norm + SiLU in one pass (the batched decode's residual blocks); compiled with the norms.
-        self.norm_silu = torch.compile(_norm_silu) if self.fused_norms else _norm_silu
+        # Static shapes: one kernel per stage and frame count (symbolic-shape reductions were slower).
+        self.norm_silu = torch.compile(_norm_silu, dynamic=False) if self.fused_norms else _norm_silu
         if self.fused_norms:
             from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 
@@ -76,7 +78,7 @@ class WanVAE:
     @classmethod
     def from_pretrained(
         cls, folder: str | Path, device: torch.device | str, dtype: torch.dtype, channels_last: bool | None = None,
-        fused_norms: bool | None = None, batched_decode: bool = True,
+        fused_norms: bool | None = None, batched_decode: bool = False,
     ) -> "WanVAE":
         from diffusers import AutoencoderKLWan
 
@@ -86,7 +88,7 @@ class WanVAE:
     @classmethod
     def random(
         cls, config: dict[str, Any], device: torch.device | str, dtype: torch.dtype, seed: int = 0,
-        channels_last: bool | None = None, fused_norms: bool | None = None, batched_decode: bool = True,
+        channels_last: bool | None = None, fused_norms: bool | None = None, batched_decode: bool = False,
     ) -> "WanVAE":
         from diffusers import AutoencoderKLWan
 
@@ -170,7 +172,7 @@ class WanVAE:
 class DecoderStream:
     """Decodes latent frames as they come; the first frame gives 1 pixel frame, the others 4.
 
-    Batched (the default, ``WanVAE.batched_decode``): every latent frame of a push goes through
+    Batched (``WanVAE(batched_decode=True)``): every latent frame of a push goes through
     the decoder in one pass. The decoder is causal in time, so this equals diffusers' one pass per
     latent frame: each causal convolution keeps the last ``2`` frames of its input (zeros before
     the video) and convolves them with the new frames; the temporal upsampler leaves the video's
