@@ -5,12 +5,10 @@ random weights, 480x832, bf16) under cuDNN settings, each checked against the de
 Variants: ``fp32-reference`` (the same weights in float32: what the others' errors are measured
 against), ``default`` (bf16, as diffusers runs it: one decoder pass per latent frame),
 ``channels-last`` (conv weights in channels_last_3d, cudnn.benchmark on),
-``channels-last+fused-norms`` (and each ``WanRMS_norm`` module through torch.compile; called
-``channels-last+compiled-norms`` in ``results/vae_compile_variants.json``), ``batched`` (all
-latent frames of a block in one decoder pass, :class:`DecoderStream`'s batched path, default
-layout and norms), ``channels-last+batched``, ``channels-last+fused-norms+batched``; ``WanVAE``'s default on
-CUDA is ``channels-last+fused-norms``. Every
-variant without ``batched`` in its name decodes one latent frame per pass, as diffusers; with ``--try-compile`` also ``cudnn-benchmark``
+``channels-last+fused-norms`` (and each ``WanRMS_norm`` module through torch.compile: ``WanVAE``'s
+default on CUDA; called ``channels-last+compiled-norms`` in ``results/vae_compile_variants.json``).
+(A batched decode, all latent frames of a block in one decoder pass, was measured slower and
+removed: benchmarks/RESULTS.md, "The VAE decode".) With ``--try-compile`` also ``cudnn-benchmark``
 alone and channels-last with each ``WanResidualBlock`` through torch.compile. Per block: 3 latent frames -> 12 pixel frames (decode), 12 pixel frames -> 3
 latent frames (encode). Medians of ``--blocks`` blocks after one warm-up block.
 
@@ -41,8 +39,7 @@ def run(variant: str, args, device, dtype) -> tuple[dict, torch.Tensor, torch.Te
     torch.backends.cudnn.benchmark = variant not in ("default", "fp32-reference")
     cfg = tiny_vae_config() if args.tiny else wan_vae_config()
     vae = WanVAE.random(
-        cfg, device, dtype, channels_last=variant.startswith("channels-last"), fused_norms="fused-norms" in variant,
-        batched_decode=variant.endswith("batched"),
+        cfg, device, dtype, channels_last=variant.startswith("channels-last"), fused_norms=variant.endswith("fused-norms")
     )
     if variant.endswith("compiled-resblocks"):
         from diffusers.models.autoencoders import autoencoder_kl_wan as akw
@@ -108,8 +105,7 @@ def main() -> None:
     # The bf16 variants' errors are measured against the same network in float32, so a faster
     # variant is kept only if it is as close to it as the default is.
     rows, ref = [], None
-    variants = ["fp32-reference", "default", "channels-last", "channels-last+fused-norms", "batched",
-                "channels-last+batched", "channels-last+fused-norms+batched"]
+    variants = ["fp32-reference", "default", "channels-last", "channels-last+fused-norms"]
     if args.try_compile:
         variants += ["cudnn-benchmark", "channels-last+compiled-resblocks"]
     if args.variants:

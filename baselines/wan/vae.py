@@ -34,30 +34,19 @@ def wan_vae_config() -> dict[str, Any]:
 class WanVAE:
     """Wraps a diffusers ``AutoencoderKLWan``; ``frames`` are [T, 3, H, W] in [0, 1]."""
 
-    def __init__(
-        self, vae: Any, channels_last: bool | None = None, fused_norms: bool | None = None, batched_decode: bool = False
-    ) -> None:
+    def __init__(self, vae: Any, channels_last: bool | None = None, fused_norms: bool | None = None) -> None:
         """``channels_last``: conv weights in channels_last_3d, so cuDNN runs its NDHWC kernels;
         ``fused_norms``: each RMS norm as one torch.compile'd kernel. Both measured faster than
         the default at the same error against float32 (benchmarks/RESULTS.md). Default: on CUDA
-        only (on the CPU channels-last was slower and compiling is not worth it).
-        ``batched_decode``: a stream decodes all latent frames of a push in one pass through the
-        decoder (:class:`DecoderStream`) instead of diffusers' one pass per latent frame. Off by
-        default: exact, but measured slower on the GPU (benchmarks/RESULTS.md, "The VAE decode")."""
+        only (on the CPU channels-last was slower and compiling is not worth it)."""
         self.vae = vae.eval().requires_grad_(False)
-        self.batched_decode = batched_decode
-        self.channels_last = bool(channels_last if channels_last is not None else next(vae.parameters()).is_cuda)
         cfg = vae.config
         p = next(vae.parameters())
-        if self.channels_last:
+        if channels_last if channels_last is not None else p.is_cuda:
             for mod in vae.modules():
                 if isinstance(mod, torch.nn.Conv3d):
                     mod.weight.data = mod.weight.data.contiguous(memory_format=torch.channels_last_3d)
-        self.fused_norms = bool(fused_norms if fused_norms is not None else p.is_cuda)
-        # RMS norm + SiLU in one pass (the batched decode's residual blocks); compiled with the norms.
-        # Static shapes: one kernel per stage and frame count (symbolic-shape reductions were slower).
-        self.norm_silu = torch.compile(_norm_silu, dynamic=False) if self.fused_norms else _norm_silu
-        if self.fused_norms:
+        if fused_norms if fused_norms is not None else p.is_cuda:
             from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 
             # Each norm compiled as a module (one fused kernel in place of ~6 full-resolution
@@ -78,23 +67,23 @@ class WanVAE:
     @classmethod
     def from_pretrained(
         cls, folder: str | Path, device: torch.device | str, dtype: torch.dtype, channels_last: bool | None = None,
-        fused_norms: bool | None = None, batched_decode: bool = False,
+        fused_norms: bool | None = None,
     ) -> "WanVAE":
         from diffusers import AutoencoderKLWan
 
         vae = AutoencoderKLWan.from_pretrained(str(folder), torch_dtype=dtype)
-        return cls(vae.to(device), channels_last, fused_norms, batched_decode)
+        return cls(vae.to(device), channels_last, fused_norms)
 
     @classmethod
     def random(
         cls, config: dict[str, Any], device: torch.device | str, dtype: torch.dtype, seed: int = 0,
-        channels_last: bool | None = None, fused_norms: bool | None = None, batched_decode: bool = False,
+        channels_last: bool | None = None, fused_norms: bool | None = None,
     ) -> "WanVAE":
         from diffusers import AutoencoderKLWan
 
         torch.manual_seed(seed)
         vae = AutoencoderKLWan(**config)
-        return cls(vae.to(device=device, dtype=dtype), channels_last, fused_norms, batched_decode)
+        return cls(vae.to(device=device, dtype=dtype), channels_last, fused_norms)
 
     @property
     def device(self) -> torch.device:
@@ -153,12 +142,9 @@ class WanVAE:
         frames = torch.full((5, 3, height, width), 0.5, device=self.device)
         lat = self.encoder_stream().push(frames)  # the first frame alone, then a chunk of 4
         assert lat is not None
-        block = lat.repeat(1, 2, 1, 1, 1)[:, :3]
         dec = self.decoder_stream()
-        # Every push a sample makes: a first block (its first frame alone, then 2), whole blocks,
-        # and a partial last block of 1 or 2 frames.
-        for part in (block, block, block[:, :1], block[:, :2]):
-            dec.push(part)
+        dec.push(lat[:, :1])
+        dec.push(lat.repeat(1, 2, 1, 1, 1)[:, :3])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -170,47 +156,18 @@ class WanVAE:
 
 
 class DecoderStream:
-    """Decodes latent frames as they come; the first frame gives 1 pixel frame, the others 4.
-
-    Batched (``WanVAE(batched_decode=True)``): every latent frame of a push goes through
-    the decoder in one pass. The decoder is causal in time, so this equals diffusers' one pass per
-    latent frame: each causal convolution keeps the last ``2`` frames of its input (zeros before
-    the video) and convolves them with the new frames; the temporal upsampler leaves the video's
-    first latent frame undoubled and starts its own convolution at the second, as diffusers'
-    ``"Rep"`` cache entry does, so the first latent frame of a stream is decoded alone. Tested equal
-    to diffusers' whole-video decode in float32. What it saves: per block one pass instead of three,
-    no per-frame cache clones and concatenations, spatial padding done by the convolution instead of
-    an ``F.pad`` copy, one memory layout throughout (channels-last when the weights are), and the RMS
-    norm fused with the SiLU after it. Wan2.2's residual decoder falls back to the per-frame path.
-    """
+    """Decodes latent frames as they come; the first frame gives 1 pixel frame, the others 4."""
 
     def __init__(self, vae: WanVAE) -> None:
         self.vae = vae
         self._cache: list[Any] = [None] * vae._conv_count("decoder")
-        self._tails: dict[int, torch.Tensor] = {}
         self.frames_in = 0
-        m = vae.vae
-        self.batched = vae.batched_decode and getattr(m.config, "patch_size", None) is None and not getattr(
-            m.config, "is_residual", False
-        )
 
     @torch.no_grad()
     def push(self, latents: torch.Tensor) -> torch.Tensor:
         """[1, F, C, h, w] normalised latents -> [T, 3, H, W] pixel frames in [0, 1]."""
         m = self.vae.vae
         x = m.post_quant_conv(self.vae.denormalize(latents.to(self.vae.device)))
-        if self.batched:
-            if self.vae.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last_3d)
-            outs = []
-            if self.frames_in == 0 and x.shape[2]:
-                outs.append(self._decode(x[:, :, :1], first=True))
-                x = x[:, :, 1:]
-                self.frames_in = 1
-            if x.shape[2]:
-                outs.append(self._decode(x, first=False))
-                self.frames_in += x.shape[2]
-            return WanVAE._from_vae_pixels(torch.cat(outs, dim=2) if len(outs) > 1 else outs[0])
         outs = []
         for i in range(x.shape[2]):
             idx = [0]
@@ -222,63 +179,6 @@ class DecoderStream:
 
             out = unpatchify(out, patch_size=m.config.patch_size)
         return WanVAE._from_vae_pixels(out)
-
-    # -- the batched pass ----------------------------------------------------------------------
-    def _decode(self, x: torch.Tensor, first: bool) -> torch.Tensor:
-        d = self.vae.vae.decoder
-        x = self._causal_conv(d.conv_in, x)
-        x = self._residual(d.mid_block.resnets[0], x)
-        for attn, res in zip(d.mid_block.attentions, d.mid_block.resnets[1:]):
-            if attn is not None:
-                x = self._layout(attn(x))
-            x = self._residual(res, x)
-        for up in d.up_blocks:
-            for res in up.resnets:
-                x = self._residual(res, x)
-            if up.upsamplers is not None:
-                x = self._resample(up.upsamplers[0], x, first)
-        x = self.vae.norm_silu(x, d.norm_out.gamma, d.norm_out.scale)
-        return self._causal_conv(d.conv_out, x)
-
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last_3d) if self.vae.channels_last else x.contiguous()
-
-    def _causal_conv(self, conv: torch.nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-        """``conv`` (a ``WanCausalConv3d``) over the stream so far: its last input frames, then ``x``."""
-        pw, _, ph, _, pt, _ = conv._padding
-        if pt:
-            tail = self._tails.get(id(conv))
-            if tail is None:  # before the video: zeros, as diffusers' causal padding
-                tail = torch.zeros_like(x[:, :, :1]).expand(-1, -1, pt, -1, -1)
-            x = torch.cat([tail, x], dim=2)
-            self._tails[id(conv)] = x[:, :, -pt:].clone()
-        return torch.nn.functional.conv3d(x, conv.weight, conv.bias, conv.stride, (0, ph, pw), conv.dilation, conv.groups)
-
-    def _residual(self, block: Any, x: torch.Tensor) -> torch.Tensor:
-        sc = block.conv_shortcut
-        h = x if isinstance(sc, torch.nn.Identity) else self._causal_conv(sc, x)
-        x = self._causal_conv(block.conv1, self.vae.norm_silu(x, block.norm1.gamma, block.norm1.scale))
-        x = self._causal_conv(block.conv2, self.vae.norm_silu(x, block.norm2.gamma, block.norm2.scale))
-        return x + h
-
-    def _resample(self, up: Any, x: torch.Tensor, first: bool) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        if up.mode == "upsample3d" and not first:
-            y = self._causal_conv(up.time_conv, x)  # [b, 2c, t, h, w]: each frame becomes two
-            x = torch.empty((b, c, 2 * t, h, w), dtype=y.dtype, device=y.device)
-            x = self._layout(x)
-            x[:, :, 0::2], x[:, :, 1::2] = y[:, :c], y[:, c:]
-            t = 2 * t
-        # Frame-wise 2D upsampling (nearest-exact, in float as diffusers) and convolution.
-        x = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        x = up.resample(x)
-        return self._layout(x.view(b, t, x.shape[1], x.shape[2], x.shape[3]).permute(0, 2, 1, 3, 4))
-
-
-def _norm_silu(x: torch.Tensor, gamma: torch.Tensor, scale: float) -> torch.Tensor:
-    """diffusers' ``WanRMS_norm`` (channel-first, no bias, normalised in float32) then SiLU."""
-    y = torch.nn.functional.normalize(x.float(), dim=1).to(x.dtype) * scale * gamma
-    return torch.nn.functional.silu(y)
 
 
 class EncoderStream:
