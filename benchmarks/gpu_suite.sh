@@ -5,7 +5,7 @@
 # Results go to $OUT.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
-OUT=${OUT:-/tmp/magbench-bench}; mkdir -p "$OUT"
+export OUT=${OUT:-/tmp/magbench-bench}; mkdir -p "$OUT"
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site || exit 1
@@ -88,28 +88,44 @@ for d in ("/tmp/r1", "/tmp/r3"):
 PY
     ;;
   gpus2)
-    # Two GPUs through torchrun against one GPU (needs a 2-GPU machine), each run with a fresh
-    # Inductor cache: per-sample records within GPU_RTOL (magbench/determinism.py); then both with
-    # Inductor's deterministic mode, which should make them equal if its autotuning is the source.
+    # Issue 14's scaling check (needs a 2-GPU machine): the same N samples (default 24 synthetic
+    # leave-and-return videos at 480x832, SECS=15 s each) through one GPU and through torchrun on
+    # two, each timed from the command's start (process start-up, model load and warm-up
+    # included), then samples/hour and whether the records agree within GPU_RTOL
+    # (magbench/determinism.py). DET=1 adds both again with Inductor's deterministic mode.
     cd /tmp
     export MAGBENCH_CACHE=/tmp/mbcache
     M=${METHOD:-mag}
-    A="--method $M --opt random_weights=true --limit ${LIMIT:-4} --metrics psnr,ssim -q"
-    for v in g1 g2 g1d g2d; do
+    python3 -m magbench data synth --out /tmp/synth_gpus2 --n ${N:-24} --size 480x832 --seconds ${SECS:-15} | tail -1
+    A="--method $M --opt random_weights=true --dataset synthetic:/tmp/synth_gpus2 --metrics psnr,ssim -q"
+    V="g1 g2"; [ "${DET:-0}" = 1 ] && V="g1 g2 g1d g2d"
+    for v in $V; do
       G=""; case $v in g2*) G="--gpus 2";; esac
       D=0; case $v in *d) D=1;; esac
-      TORCHINDUCTOR_CACHE_DIR=/tmp/ind_$v TORCHINDUCTOR_DETERMINISTIC=$D timeout 240 python3 -m magbench run $A --out /tmp/$v $G 2>&1 | tail -2
+      t0=$(date +%s.%N)
+      TORCHINDUCTOR_CACHE_DIR=/tmp/ind_$v TORCHINDUCTOR_DETERMINISTIC=$D timeout ${RUN_TIMEOUT:-1500} python3 -m magbench run $A --out /tmp/$v $G 2>&1 | tail -2
+      python3 -c "import sys; print(sys.argv[1], 'wall_s', round(float(sys.argv[3]) - float(sys.argv[2]), 1))" $v $t0 $(date +%s.%N) | tee -a "$OUT/two_gpus_wall.txt"
     done
     python3 - <<'PY' 2>&1 | tee "$OUT/two_gpus_${M}.txt"
+import os
+from pathlib import Path
 from magbench.determinism import GPU_RTOL, record_differences
 from magbench.store import RunDir
+wall = dict(line.split(" wall_s ") for line in (Path(os.environ["OUT"]) / "two_gpus_wall.txt").read_text().splitlines() if line)
 def recs(d):
-    return {r["sample_id"]: r for r in RunDir(d).records()}
+    return {r["sample_id"]: r for r in RunDir(d).records()} if Path(d).is_dir() else {}
+for v, w in wall.items():
+    ok = sum(r["status"] == "ok" for r in recs(f"/tmp/{v}").values())
+    print(f"{v}: {ok} samples ok in {float(w):.1f} s = {ok / max(float(w), 1e-9) * 3600:.0f} samples/hour (start-up included)")
+if "g1" in wall and "g2" in wall:
+    print(f"two GPUs / one GPU: {float(wall['g1']) / float(wall['g2']):.2f}x")
 def rel(a, b):
     keys = [k for k in a.get("metrics", {}) if isinstance(a["metrics"][k], float)]
     return max([abs(a["metrics"][k] - b["metrics"][k]) / max(abs(a["metrics"][k]), 1e-12) for k in keys] or [0.0])
 for one, two in (("/tmp/g1", "/tmp/g2"), ("/tmp/g1d", "/tmp/g2d"), ("/tmp/g1", "/tmp/g1d")):
     a, b = recs(one), recs(two)
+    if not a or not b:
+        continue
     print(f"{one} vs {two}: samples {len(a)} / {len(b)}")
     for sid in sorted(a):
         if sid in b:

@@ -330,9 +330,11 @@ class SelfForcing(_WanMethod):
 
     Other settings through options: ``window_frames`` (past frames kept besides the sink and the
     current block; the reference's ``local_attn_size - sink_size - 3``) and ``sink_frames``. MAG's
-    rolling baseline cache (``cache_mode: original``: 21 past frames + sink + current block) is
-    ``window_frames=21 sink_frames=3``, this method's default before parity with the reference
-    was checked.
+    rolling baseline cache (Xilluill/MAG ``cache_mode: original`` with its
+    ``configs/magbench_inference.yaml``: ``local_attn_size: 21``, ``sink_size: 2``, i.e. 21 past
+    frames + a 2-frame sink + the current block, 26 attended) is ``window_frames=21 sink_frames=2``
+    (``benchmarks/bench_reference.py`` times the two side by side). This method's default before
+    parity with the Self-Forcing reference was checked was ``window_frames=21 sink_frames=3``.
     """
 
     description = (
