@@ -373,7 +373,13 @@ class FullHistoryMethod(_WanMethod):
 
 @register_method("mag")
 class MagMethod(_WanMethod):
-    """MAG: a memory model compresses each block into one frame of KV; the generator attends to it."""
+    """MAG: a memory model compresses each block into one frame of KV; the generator attends to it.
+
+    As Xilluill/MAG's ``inference_w_initial_video`` with ``configs/magbench_inference.yaml``
+    (``cache_mode: block_compress``, 21 slots, 2-frame sink): each block's last frame goes to ring
+    slot ``block % 21``, the first block's first 2 frames to the sink. Parity with the reference
+    code, its ``--use_gt`` branch and the generator-only ablation: ``tests/test_wan_parity_mag.py``.
+    """
 
     description = "MAG (Memorize-and-Generate): compressed KV memory, 21 slots + 2-frame sink."
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, MAG))
