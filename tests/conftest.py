@@ -15,7 +15,12 @@ _SESSION_CACHE = Path(os.environ.get("PYTEST_MAGBENCH_CACHE", "")) if os.environ
 @pytest.fixture(scope="session", autouse=True)
 def _hermetic_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("env")
-    old = {k: os.environ.get(k) for k in ("MAGBENCH_CACHE", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_HOME", "TORCH_HOME")}
+    old = {k: os.environ.get(k) for k in ("MAGBENCH_CACHE", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_HOME", "TORCH_HOME", "COLUMNS")}
+    # Rich wraps output at the console width (80 when not a terminal; it reads COLUMNS on every
+    # print), so where a message breaks depends on the length of the temporary path it names
+    # (pytest-9 vs pytest-153, or --basetemp) and a substring assert could pass or fail by run.
+    # A wide console for the code under test, here and in subprocesses (they inherit it).
+    os.environ["COLUMNS"] = "400"
     os.environ["MAGBENCH_CACHE"] = str(root / "magbench")
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_HOME"] = str(root / "hf")
