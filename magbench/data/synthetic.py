@@ -33,7 +33,8 @@ from magbench.store import atomic_write_json, atomic_write_text
 
 TRAJECTORIES = ("pan", "tilt", "dolly")
 # Part of the cache key and the dataset id: bump it whenever the same config renders different pixels.
-# 2: zoomed views blur their own scene (1 could sample a blur cached for an earlier scene).
+# 2: zoomed views blur their own scene (1 could sample a blur cached for an earlier scene); the
+#    H.264 encode runs on one thread (its slice layout no longer follows the machine's CPU count).
 GENERATOR_VERSION = 2
 
 
@@ -169,9 +170,8 @@ def correspondences(poses: np.ndarray) -> list[int]:
     return out
 
 
-def generate(out: Path | str, config: SynthConfig = SynthConfig(), protocol: ReplayProtocol | None = None) -> Dataset:
-    """Write the synthetic set to ``out`` and return it loaded. Deterministic by ``config``."""
-    out = Path(out)
+def timeline(config: SynthConfig, protocol: ReplayProtocol | None = None) -> tuple[int, int, int, int]:
+    """``(num_frames, leave, turnaround, kept)`` of every video of ``config`` (see :func:`trajectory`)."""
     protocol = protocol or ReplayProtocol(fps=config.fps)
     num_frames = int(round(config.seconds * config.fps))
     try:
@@ -191,17 +191,32 @@ def generate(out: Path | str, config: SynthConfig = SynthConfig(), protocol: Rep
             f"--seconds {config.seconds:g}, turnaround {config.turnaround}: the return ({kept - 1 - turn} "
             "frames) is longer than the way out; use a longer video or a turnaround above 0.5"
         )
+    return num_frames, leave, turn, kept
+
+
+def render_videos(config: SynthConfig, protocol: ReplayProtocol | None = None):
+    """Yield ``(trajectory, poses, uint8 frames)`` for each video: a function of ``config`` alone,
+    bit for bit. :func:`generate` writes these frames through H.264 (crf 10), which reproduces them
+    to within the codec's error, not necessarily bit for bit across machines."""
+    num_frames, leave, turn, kept = timeline(config, protocol)
     rng_master = np.random.default_rng(config.seed)
-    rows = ["video_path,raw_caption,duration(sec)"]
-    (out / "videos").mkdir(parents=True, exist_ok=True)
-    (out / "annotations").mkdir(parents=True, exist_ok=True)
     for i in range(config.n):
         rng = np.random.default_rng(rng_master.integers(0, 2**63))
         kind = TRAJECTORIES[i % len(TRAJECTORIES)]
         scene_np = make_scene(rng, int(config.height * 3.4), int(config.width * 3.0))
         scene = torch.from_numpy(scene_np).permute(2, 0, 1)[None].contiguous()
         poses = trajectory(kind, num_frames, leave, turn, kept)
-        frames = render(scene, poses, config.height, config.width)
+        yield kind, poses, render(scene, poses, config.height, config.width)
+
+
+def generate(out: Path | str, config: SynthConfig = SynthConfig(), protocol: ReplayProtocol | None = None) -> Dataset:
+    """Write the synthetic set to ``out`` and return it loaded (frames: :func:`render_videos`)."""
+    out = Path(out)
+    _, leave, turn, _ = timeline(config, protocol)  # bad durations fail before anything is written
+    rows = ["video_path,raw_caption,duration(sec)"]
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    for i, (kind, poses, frames) in enumerate(render_videos(config, protocol)):
         name = f"synthetic_{i:03d}_{kind}"
         write_video(out / "videos" / f"{name}.mp4", frames, fps=config.fps)
         verb = {"pan": "pans right", "tilt": "tilts down", "dolly": "pulls back"}[kind]

@@ -109,7 +109,11 @@ def write_video(path: Path | str, frames: np.ndarray, fps: float = 16.0, crf: in
     with av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=int(round(fps)))
         stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
+        # One encoder thread: PyAV runs libx264 with sliced threads, one slice per thread, and the
+        # automatic thread count follows the CPUs this process may use, so the same frames gave
+        # different files on different machines, or in one process whose CPU affinity changed
+        # (CI saw a seeded synthetic set decode differently from the first slice boundary on).
+        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
         for img in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)
