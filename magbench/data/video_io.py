@@ -109,10 +109,10 @@ def write_video(path: Path | str, frames: np.ndarray, fps: float = 16.0, crf: in
     with av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=int(round(fps)))
         stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        # One encoder thread: PyAV runs libx264 with sliced threads, one slice per thread, and the
-        # automatic thread count follows the CPUs this process may use, so the same frames gave
-        # different files on different machines, or in one process whose CPU affinity changed
-        # (CI saw a seeded synthetic set decode differently from the first slice boundary on).
+        # One encoder thread: PyAV runs libx264 with sliced threads, and the automatic thread count
+        # (so the slice layout, so the bitstream) follows the CPUs the process may use. One thread
+        # makes the file a function of the frames alone. (CI twice saw two encodes of the same
+        # frames decode differently from the second macroblock row on; not reproduced here.)
         stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
         for img in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
