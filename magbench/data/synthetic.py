@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -137,12 +138,12 @@ def render(scene: torch.Tensor, poses: np.ndarray, height: int, width: int) -> n
         gy, gx = torch.meshgrid(ys + cy, xs + cx, indexing="ij")
         grid = torch.stack([gx, gy], -1)[None].float()
         # Zooming out needs antialiasing: sample a blurred copy in proportion to the zoom.
-        if zoom <= 1.01:
-            src = scene
-        else:
-            src = blurred.get(round(float(zoom), 6))
-            if src is None:
-                src = blurred[round(float(zoom), 6)] = _blurred(scene, zoom)
+        src = scene
+        if zoom > 1.01:
+            key = round(float(zoom), 6)
+            if key not in blurred:
+                blurred[key] = _blurred(scene, zoom)
+            src = blurred[key]
         out = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         frames.append(out[0].permute(1, 2, 0).clamp(0, 1).mul(255).round().to(torch.uint8).numpy())
     return np.stack(frames)
@@ -194,7 +195,9 @@ def timeline(config: SynthConfig, protocol: ReplayProtocol | None = None) -> tup
     return num_frames, leave, turn, kept
 
 
-def render_videos(config: SynthConfig, protocol: ReplayProtocol | None = None):
+def render_videos(
+    config: SynthConfig, protocol: ReplayProtocol | None = None
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Yield ``(trajectory, poses, uint8 frames)`` for each video: a function of ``config`` alone,
     bit for bit. :func:`generate` writes these frames through H.264 (crf 10), which reproduces them
     to within the codec's error, not necessarily bit for bit across machines."""
