@@ -36,7 +36,6 @@ A complete method in 20 lines::
 
 from __future__ import annotations
 
-import copy
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Iterator
@@ -44,6 +43,7 @@ from typing import Any, ClassVar, Iterator
 import torch
 
 from magbench.hub import HubArtifact
+from magbench.options import MethodOptions, options_from_defaults
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,25 @@ class SampleInfo:
         return asdict(self)
 
 
+@dataclass
+class RecalledBlock:
+    """One memorised block as a method gives it back (:meth:`Method.recall`,
+    :meth:`Method.reconstruct`).
+
+    ``index``: the block's place in the memorised clip (0 = oldest); ``start``: its first pixel
+    frame in the clip; ``frames``: k x 3 x H x W in [0, 1], the method's rendering of
+    ``clip[start:start + k]``; ``latents`` / ``reference_latents``: for latent-space methods, the
+    regenerated latents and the clean latents the memory was written from (same shape), for the
+    latent MSE; None where the method has no latent space.
+    """
+
+    index: int
+    start: int
+    frames: torch.Tensor
+    latents: torch.Tensor | None = None
+    reference_latents: torch.Tensor | None = None
+
+
 class Method(ABC):
     """Base class of every benchmarked method. Subclass, register, done.
 
@@ -95,8 +114,10 @@ class Method(ABC):
     or "ceiling" for sanity methods), ``bounds`` (the metric keys of which a sanity method is the
     floor or ceiling) and ``defaults``: every option with its default value.
 
-    Options are keyword arguments of ``__init__``: unknown keys are refused, the rest are merged
-    over ``defaults``, checked by :meth:`validate_options` and kept in ``self.options``. The
+    Options are keyword arguments of ``__init__``, declared by ``Options`` (a typed
+    :class:`~magbench.options.MethodOptions`; see there): unknown keys, wrong types, values out of
+    range are refused in one line; the typed instance is ``self.opts``, its JSON view
+    ``self.options`` (checked across options by :meth:`validate_options`). The
     resolved options (defaults included) and what the method derives from them before loading
     (:meth:`derived`: its memory policy, say) are the method's part of the run's identity, so a
     changed default is a different run. Keep them JSON-serialisable.
@@ -107,24 +128,49 @@ class Method(ABC):
     needs: ClassVar[MethodNeeds] = MethodNeeds()
     resolution: ClassVar[tuple[int, int] | None] = None
     kind: ClassVar[str] = "method"
+    # The typed option declaration (magbench/options.py). A class that declares only a plain
+    # ``defaults`` dict gets one typed from the default values.
+    Options: ClassVar[type[MethodOptions] | None] = None
     defaults: ClassVar[dict[str, Any]] = {}
     # For sanity methods: metric keys (fnmatch patterns) of which it is the "floor" or "ceiling";
     # reports label it so only there.
     bounds: ClassVar[dict[str, str]] = {}
+    # True when :meth:`generate` works with no :meth:`memorize` call: text-to-video from the
+    # prompt alone (task ``long-video``).
+    text_to_video: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("Options") is not None:
+            cls.defaults = cls.Options.defaults()
+
+    @classmethod
+    def options_class(cls) -> type[MethodOptions]:
+        """This class's option declaration: its own ``Options``, else one typed from its own
+        ``defaults`` dict, else its parent's."""
+        own = cls.__dict__
+        if own.get("Options") is not None:
+            return own["Options"]
+        if "defaults" in own or cls is Method:
+            # Made afresh each time (cheap): a default changed in code is a changed declaration.
+            return options_from_defaults(cls.name or cls.__name__, dict(cls.defaults))
+        for base in cls.__mro__[1:]:
+            if isinstance(base, type) and issubclass(base, Method):
+                return base.options_class()
+        raise AssertionError("unreachable")
 
     def __init__(self, **options: Any) -> None:
-        unknown = sorted(set(options) - set(self.defaults))
-        if unknown:
-            known = ", ".join(sorted(self.defaults)) or "none"
-            raise TypeError(f"unknown option(s) {', '.join(unknown)}; known: {known}")
-        merged = {**copy.deepcopy(self.defaults), **options}
-        self.options: dict[str, Any] = self.validate_options(merged)
+        cls = type(self)
+        # Types, choices and ranges checked here, before any work (an OptionError names the option).
+        self.opts: Any = cls.options_class().build(options, owner=f"method {cls.name or cls.__name__!r}")
+        self.options: dict[str, Any] = self.validate_options(self.opts.to_dict())
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self.sample: SampleInfo | None = None
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Check (and normalise) the merged options; raise MagbenchError naming a bad one."""
+        """Cross-option checks (and normalisation) after each option was typed and range-checked
+        by :attr:`Options`; raise MagbenchError naming a bad combination."""
         return options
 
     def derived(self) -> dict[str, Any]:
@@ -196,6 +242,42 @@ class Method(ABC):
     @classmethod
     def has_warmup(cls) -> bool:
         return cls.warmup is not Method.warmup
+
+    # -- optional capabilities for the memory tasks (magbench/tasks/) --------------------------
+    def recall(self) -> Iterator["RecalledBlock"]:
+        """Optional (task ``memory-recall``): after :meth:`memorize` took the whole context, give
+        back each memorised block regenerated from noise using only the memory as it now stands
+        (nothing is re-read from the context): one :class:`RecalledBlock` per memorised block,
+        oldest first, each at its original position in the clip. A window method cannot give
+        back what it evicted (yield its best attempt: that is what the task measures); full
+        history can. Timed as one call; :meth:`memory_bytes` is read after it.
+        """
+        raise NotImplementedError
+
+    def reconstruct(self, frames: torch.Tensor) -> Iterator["RecalledBlock"]:
+        """Optional (task ``memory-reconstruction``): the memory model's own test, after
+        :meth:`reset`: compress the clip ``frames`` (T x 3 x H x W, [0, 1]) into memory and
+        reconstruct each block from noise attending only to the compressed memory of the blocks
+        up to its own (MAG's ``inference_compress.py``). One :class:`RecalledBlock` per block.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def capabilities(cls) -> frozenset[str]:
+        """What this method can do beyond memorize/generate, read from what it overrides:
+        ``ground-truth-memory`` (:meth:`remember_ground_truth`), ``recall``, ``reconstruct``,
+        ``text-to-video`` (:attr:`text_to_video`: generates without any context). Tasks name
+        the capabilities they need; a method lacking one is refused before any work."""
+        caps = {"replay"}
+        if cls.remember_ground_truth is not Method.remember_ground_truth:
+            caps.add("ground-truth-memory")
+        if cls.recall is not Method.recall:
+            caps.add("recall")
+        if cls.reconstruct is not Method.reconstruct:
+            caps.add("reconstruct")
+        if cls.text_to_video:
+            caps.add("text-to-video")
+        return frozenset(caps)
 
     def reveal(self, target: torch.Tensor) -> None:
         """Only for methods whose ``needs.ground_truth`` is set: the frames to reproduce."""
