@@ -19,9 +19,12 @@ import hashlib
 import json
 import logging
 import sys
+import threading
 import time
 import traceback
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -76,6 +79,9 @@ class RunConfig:
     retry_failed: bool = False
     task: str = DEFAULT_TASK
     task_options: dict[str, Any] = field(default_factory=dict)  # typed by the task's Options
+    # Read sample k+1 and write sample k-1 on worker threads while sample k generates (same
+    # records, in the same order: tests/test_pipeline.py); False: one sample after another.
+    pipeline: bool = True
 
     def resolved_device(self) -> str:
         if self.device == "auto":
@@ -225,7 +231,7 @@ class Harness:
         self.task.check_dataset(self.dataset)
         self.device_baseline: int | None = None  # device memory allocated after load
         self.warmup: dict[str, Any] | None = None
-        self.stage_name = "load"  # the stage of the sample in progress (named in a failure)
+        self._stage_names = threading.local()  # see stage_name
 
     # -- identity and manifest -----------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -295,10 +301,6 @@ class Harness:
     def run_dir(self) -> RunDir:
         return self.scope.run_dir
 
-    @run_dir.setter
-    def run_dir(self, value: RunDir) -> None:  # a benchmark may point a built harness elsewhere
-        self.scope.run_dir = value
-
     def selected_samples(self) -> list[VideoSample]:
         return self.scope.selected_samples()
 
@@ -342,6 +344,34 @@ class Harness:
         return self.summary([s.sample_id for s in todo_from], done_before=len(todo_from) - len(todo))
 
     def _run_samples(self, todo: list[VideoSample], writer: RecordWriter, on_sample, progress: bool) -> None:
+        bar = _Progress(len(todo), self.config.method, progress)
+
+        def emit(flight: _InFlight) -> None:
+            """A finished sample: its record appended (in the samples' order), then reported."""
+            record = flight.record
+            if record.finished_at is None:
+                record.finished_at = _now()
+            if not record.ok:
+                log.warning("sample %s failed: %s", record.sample_id, record.error)
+            writer.append(record)
+            self.stage("sample", time.perf_counter() - flight.started)
+            bar.advance(record)
+            if on_sample:
+                on_sample(record)
+
+        try:
+            if self.config.pipeline:
+                self._run_pipelined(todo, emit)
+            else:
+                self._load()
+                self.warmup = self.warm_up(todo[0])
+                for sample in todo:
+                    emit(self._sample(sample))
+        finally:
+            bar.close()
+            self.method.close()
+
+    def _load(self) -> None:
         t0 = time.perf_counter()
         torch.manual_seed(self.config.seed)
         try:
@@ -350,18 +380,45 @@ class Harness:
             raise missing_package_error(f"method {self.config.method!r}", exc) from None
         self.stage("load", time.perf_counter() - t0)
         self.device_baseline = allocated_bytes(self.device)
-        bar = _Progress(len(todo), self.config.method, progress)
-        try:
-            self.warmup = self.warm_up(todo[0])
-            for sample in todo:
-                record = self.run_sample(sample)
-                writer.append(record)
-                bar.advance(record)
-                if on_sample:
-                    on_sample(record)
-        finally:
-            bar.close()
-            self.method.close()
+
+    def _run_pipelined(self, todo: list[VideoSample], emit: Callable[[_InFlight], None]) -> None:
+        """Sample k's method calls (and anything on the device) on this thread, while a reader
+        thread prepares sample k+1 (read, decode, check, resize) and a writer thread finishes
+        sample k-1 (scoring on the CPU, kept frames, previews). Each phase of a sample runs after
+        the one before it, and records are appended in the samples' order, so the records are
+        those of the serial loop. The first sample is read while the method loads."""
+        pending: deque[tuple[_InFlight, Future]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="magbench-read") as reader, \
+                ThreadPoolExecutor(1, thread_name_prefix="magbench-write") as writer:
+            upcoming = reader.submit(self._prepare, todo[0])
+            try:
+                self._load()
+                self.warmup = self.warm_up(todo[0])
+                for i in range(len(todo)):
+                    flight = upcoming.result()
+                    upcoming = reader.submit(self._prepare, todo[i + 1]) if i + 1 < len(todo) else None
+                    self._execute(flight)
+                    pending.append((flight, writer.submit(self._finish, flight)))
+                    # Before the next sample runs, the one before this is written: at most one
+                    # sample's frames wait for the writer.
+                    while pending and (len(pending) > 1 or pending[0][1].done()):
+                        done, fut = pending.popleft()
+                        fut.result()
+                        emit(done)
+                while pending:
+                    done, fut = pending.popleft()
+                    fut.result()
+                    emit(done)
+            except KeyboardInterrupt:
+                # Ctrl-C while sample k ran: sample k-1 is finished or about to be; keep it.
+                while pending:
+                    done, fut = pending.popleft()
+                    fut.result()
+                    emit(done)
+                raise
+            finally:
+                if upcoming is not None:
+                    upcoming.cancel()
 
     def stage(self, stage: str, seconds: float) -> None:
         """Tell the stage hook (benchmarks) how long a stage took."""
@@ -407,13 +464,56 @@ class Harness:
                           height=h, width=w, fps=float(self.config.protocol.fps), num_context=0, num_target=0)
 
     def run_sample(self, sample: VideoSample) -> SampleRecord:
-        """One sample through the task into a record; a failure is the record's, never the run's."""
-        t_sample = time.perf_counter()
-        record = self.task.new_record(sample)
-        self.stage_name = "load"
+        """One sample through the task into a record, on this thread (the method loaded); a
+        failure is the record's, never the run's."""
+        flight = self._sample(sample)
+        if flight.record.finished_at is None:
+            flight.record.finished_at = _now()
+        self.stage("sample", time.perf_counter() - flight.started)
+        return flight.record
+
+    # -- the phases of one sample (Task.prepare / Task.execute / its finishing step) -------------
+    @property
+    def stage_name(self) -> str:
+        """The stage of the sample in progress on this thread, named in a failure (a task sets
+        it as it goes; the pipeline runs phases of different samples on different threads)."""
+        return getattr(self._stage_names, "name", "load")
+
+    @stage_name.setter
+    def stage_name(self, value: str) -> None:
+        self._stage_names.name = value
+
+    def _sample(self, sample: VideoSample) -> _InFlight:
+        flight = self._prepare(sample)
+        self._execute(flight)
+        self._finish(flight)
+        return flight
+
+    def _prepare(self, sample: VideoSample) -> _InFlight:
+        flight = _InFlight(sample, self.task.new_record(sample), time.perf_counter())
+        self._phase(flight, "load", lambda: setattr(flight, "prepared", self.task.prepare(self, sample, flight.record)))
+        return flight
+
+    def _execute(self, flight: _InFlight) -> None:
+        if not flight.failed:
+            run = lambda: setattr(flight, "finish", self.task.execute(self, flight.sample, flight.record, flight.prepared))  # noqa: E731
+            self._phase(flight, "generate", run)
+        flight.prepared = None  # the inputs are not needed past the method's calls
+
+    def _finish(self, flight: _InFlight) -> None:
+        """The sample's last, CPU-only step (never raises: a failure is the record's)."""
+        finish, flight.finish = flight.finish, None
+        if not flight.failed and finish is not None:
+            self._phase(flight, "score", finish)
+        if not flight.failed:
+            flight.record.status = "ok"
+        flight.record.finished_at = _now()
+
+    def _phase(self, flight: _InFlight, first_stage: str, fn: Callable[[], Any]) -> None:
+        record = flight.record
+        self.stage_name = first_stage
         try:
-            self.task.run_sample(self, sample, record)
-            record.status = "ok"
+            fn()
         except (SampleError, MagbenchError) as exc:
             record.fail(f"{self.stage_name}: {exc}", type(exc).__name__)
         except torch.cuda.OutOfMemoryError as exc:
@@ -422,11 +522,23 @@ class Harness:
         except Exception as exc:  # one bad sample never stops the run
             tb = traceback.format_exc(limit=6)
             record.fail(f"{self.stage_name}: {type(exc).__name__}: {exc}", type(exc).__name__, tb)
-        record.finished_at = _now()
-        if not record.ok:
-            log.warning("sample %s failed: %s", sample.sample_id, record.error)
-        self.stage("sample", time.perf_counter() - t_sample)
-        return record
+        else:
+            return
+        flight.failed = True
+        flight.prepared = flight.finish = None
+
+
+@dataclass
+class _InFlight:
+    """One sample between its phases: its record, what ``Task.prepare`` returned, the finishing
+    step ``Task.execute`` returned, and when it started (the ``sample`` stage's time)."""
+
+    sample: VideoSample
+    record: SampleRecord
+    started: float
+    prepared: Any = None
+    finish: Callable[[], None] | None = None
+    failed: bool = False
 
 
 # -- helpers -------------------------------------------------------------------------------------
