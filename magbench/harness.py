@@ -127,6 +127,19 @@ def create_method(name: str, **options: Any) -> Method:
         raise MagbenchError(f"method {name!r}: bad options {options}: {exc}") from exc
 
 
+def load_method(config: RunConfig, method: Method | None = None) -> Method:
+    """``config``'s method (or ``method``, an instance of it) loaded on its device and dtype,
+    as a run loads it (the run's seed first: random weights are the same in every process)."""
+    method = method if method is not None else create_method(config.method, **config.method_options)
+    device = config.resolved_device()
+    torch.manual_seed(config.seed)
+    try:
+        method.load(device, DTYPES[config.resolved_dtype(device)])
+    except ModuleNotFoundError as exc:
+        raise missing_package_error(f"method {config.method!r}", exc) from None
+    return method
+
+
 def fingerprint(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -195,17 +208,35 @@ class Harness:
     ``stage_hook(stage, seconds)`` is told the time of each stage as it happens: the method's
     calls (:data:`magbench.instrument.METHOD_STAGES`) and the harness's own ``load``,
     ``warmup``, ``input`` (video decode, split, resize), ``score``, ``save`` and ``sample``
-    (all of it). Benchmarks use it instead of patching the harness.
+    (from the sample's first step to its record). Benchmarks use it instead of patching the
+    harness. With the pipeline (``RunConfig.pipeline``) ``input`` is told from the reader
+    thread and ``score``/``save`` (on the CPU) from the writer thread, while another sample's
+    method stages are told from this one: the n-th ``input`` (``score``, ``save``) is the n-th
+    sample's.
+
+    ``method``: a method already loaded (:func:`load_method`) for this configuration's method
+    and options, which this harness uses as it is and leaves open (its caller closes it): one
+    load serving several runs, e.g. both memory sources of a method.
     """
 
-    def __init__(self, config: RunConfig, *, clock: Clock = time.perf_counter, stage_hook: StageHook | None = None) -> None:
+    def __init__(
+        self, config: RunConfig, *, clock: Clock = time.perf_counter, stage_hook: StageHook | None = None,
+        method: Method | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.stage_hook = stage_hook
         self.device = config.resolved_device()
         self.dtype_name = config.resolved_dtype(self.device)
         self.task = create_task(config)
-        self.method = create_method(config.method, **config.method_options)
+        fresh = create_method(config.method, **config.method_options)
+        if method is not None and (type(method) is not type(fresh) or method.config() != fresh.config()):
+            raise MagbenchError(
+                f"Harness(method=...): the method given is {method.config()}, the configuration's is {fresh.config()}; "
+                "load the configuration's method (magbench.harness.load_method(config))"
+            )
+        self.method = fresh if method is None else method
+        self._owns_method = method is None  # loaded at each run and closed after it
         self.metric_names, self._default_metrics = select_metrics(config.metrics)
         # Check weights before anything heavy: an offline user hears at once what is missing.
         missing = self.method.missing_weights()
@@ -369,16 +400,14 @@ class Harness:
                     emit(self._sample(sample))
         finally:
             bar.close()
-            self.method.close()
+            if self._owns_method:
+                self.method.close()
 
     def _load(self) -> None:
-        t0 = time.perf_counter()
-        torch.manual_seed(self.config.seed)
-        try:
-            self.method.load(self.device, DTYPES[self.dtype_name])
-        except ModuleNotFoundError as exc:
-            raise missing_package_error(f"method {self.config.method!r}", exc) from None
-        self.stage("load", time.perf_counter() - t0)
+        if self._owns_method:
+            t0 = time.perf_counter()
+            load_method(self.config, self.method)
+            self.stage("load", time.perf_counter() - t0)
         self.device_baseline = allocated_bytes(self.device)
 
     def _run_pipelined(self, todo: list[VideoSample], emit: Callable[[_InFlight], None]) -> None:

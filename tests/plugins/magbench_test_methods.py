@@ -228,3 +228,17 @@ class WaitsForNeighbours(ReplayContext):
             raise RuntimeError(f"sample {i}: the next sample was not read while this one ran")
         if not Neighbours.wait_for("save", i):
             raise RuntimeError(f"sample {i}: the previous sample was not saved while this one ran")
+
+
+class CountsLoads(ReplayContext):
+    """replay-context that counts its loads and closes (class-level, one test at a time)."""
+
+    loads = 0
+    closes = 0
+
+    def load(self, device="cpu", dtype=torch.float32) -> None:
+        super().load(device, dtype)
+        type(self).loads += 1
+
+    def close(self) -> None:
+        type(self).closes += 1
