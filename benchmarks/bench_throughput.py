@@ -25,9 +25,9 @@ each record is finished. Per sample:
   of the blocks to the CPU, progress). Where the harness overlaps stages (a pipelined harness),
   the stages sum to more than the wall time and ``other`` reads 0 (``overlap_s`` says by how much).
 
-The wall time of a sample is the time between two finished records (the first timed one counts
-from the previous record, or from the end of the harness's warm-up): what decides samples per
-hour. The method loads once (``load_s``, apart); the harness's own one-block warm-up and the
+The wall time of a sample is the time between two finished samples (the last phase of each,
+``save``; the first timed one counts from the end of the harness's warm-up): what decides
+samples per hour. The method loads once (``load_s``, apart); the harness's own one-block warm-up and the
 ``--warmup`` samples are not counted.
 
 Usage (one GPU; a few minutes)::
@@ -80,29 +80,38 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 class Observer:
     """What the harness tells a client: stage-hook events and finished records, with their times.
 
-    The n-th ``input`` / ``score`` / ``save`` event belongs to the n-th sample run (the warm-up
-    reports none of them); each is appended from whichever thread ran the stage."""
+    Each event is the sample's whose phase reported it (``Harness.sample_in_progress``: the
+    pipeline runs neighbouring samples' phases on other threads at the same time). A sample is
+    done when its last phase reported (``save``), or, failed, when its record came."""
 
     clock: Any = time.perf_counter
-    events: dict[str, list[float]] = field(default_factory=dict)
+    harness: Any = None  # set once the harness exists (the hook is called only while it runs)
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)  # sample id -> stage -> seconds
+    done_at: dict[str, float] = field(default_factory=dict)
     load_s: float = 0.0
     warmup_s: float = 0.0
     warmup_end: float | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
-    finished_at: list[float] = field(default_factory=list)
 
     def hook(self, stage: str, seconds: float) -> None:
+        now = self.clock()
         if stage == "load":
             self.load_s += seconds
         elif stage == "warmup":
             self.warmup_s += seconds
-            self.warmup_end = self.clock()
+            self.warmup_end = now
         elif stage in HARNESS_STAGES:
-            self.events.setdefault(stage, []).append(seconds)
+            sid = self.harness.sample_in_progress if self.harness is not None else None
+            if sid is not None:
+                mine = self.stages.setdefault(sid, {})
+                mine[stage] = mine.get(stage, 0.0) + seconds
+                if stage == "save":
+                    self.done_at[sid] = now
 
-    def on_sample(self, record: dict[str, Any]) -> None:
-        self.finished_at.append(self.clock())
-        self.records.append(record)
+    def on_sample(self, record: Any) -> None:
+        """The harness's ``on_sample``: a :class:`~magbench.record.SampleRecord`, kept as its JSON."""
+        self.done_at.setdefault(record.sample_id, self.clock())
+        self.records.append(record.to_json())
 
 
 def sample_stages(record: dict[str, Any], harness_s: dict[str, float]) -> dict[str, float]:
@@ -130,20 +139,23 @@ def sample_stages(record: dict[str, Any], harness_s: dict[str, float]) -> dict[s
 
 
 def per_sample(obs: Observer, skip: int) -> list[dict[str, Any]]:
-    """One row per record after the first ``skip``: wall time between finished records and stages."""
+    """One row per record after the first ``skip``: wall time since the sample before it was
+    done (the first: since the warm-up ended), and its stages."""
     rows = []
+    previous = obs.warmup_end
     for i, rec in enumerate(obs.records):
-        start = obs.finished_at[i - 1] if i > 0 else obs.warmup_end
+        sid = rec["sample_id"]
+        done = obs.done_at[sid]
+        start, previous = previous, done
         if i < skip or start is None:
             continue
-        harness_s = {s: ev[i] for s, ev in obs.events.items() if i < len(ev)}
-        stages = sample_stages(rec, harness_s)
-        wall = obs.finished_at[i] - start
+        stages = sample_stages(rec, obs.stages.get(sid, {}))
+        wall = done - start
         busy = sum(stages.values())
         stages["other"] = max(0.0, wall - busy)
         t = rec.get("timing") or {}
         rows.append({
-            "sample_id": rec["sample_id"], "status": rec.get("status"), "error": rec.get("error"),
+            "sample_id": sid, "status": rec.get("status"), "error": rec.get("error"),
             "wall_s": wall, "method_s": t.get("method_s"), "stages_s": stages, "overlap_s": max(0.0, busy - wall),
             "context_frames": rec.get("num_context"), "target_frames": rec.get("num_target"),
             "fps": t.get("fps"), "e2e_fps": t.get("e2e_fps"),
@@ -188,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         obs = Observer()
         t_build = time.perf_counter()
-        harness = Harness(config, stage_hook=obs.hook)  # metric models load here, once
+        harness = obs.harness = Harness(config, stage_hook=obs.hook)  # metric models load here, once
         phases["harness_build_s"] = time.perf_counter() - t_build
         t_run = time.perf_counter()
         harness.run(progress=False, on_sample=obs.on_sample)
@@ -205,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mean = {k: statistics.mean(r["stages_s"].get(k, 0.0) for r in ok) for k in names}
     wall = statistics.mean(r["wall_s"] for r in ok)
     method_s = statistics.mean(float(r["method_s"] or 0.0) for r in ok)
-    timed_run_s = (obs.finished_at[-1] - obs.finished_at[args.warmup - 1]) if args.warmup else None
+    done = [obs.done_at[r["sample_id"]] for r in obs.records]
+    timed_run_s = (done[-1] - done[args.warmup - 1]) if args.warmup else None
     result = {
         "gpu": torch.cuda.get_device_name(harness.device) if harness.device.startswith("cuda") else None,
         "device": harness.device, "dtype": harness.dtype_name, "cpu": platform.processor() or platform.machine(),

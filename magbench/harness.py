@@ -512,6 +512,13 @@ class Harness:
     def stage_name(self, value: str) -> None:
         self._stage_names.name = value
 
+    @property
+    def sample_in_progress(self) -> str | None:
+        """The id of the sample whose phase this thread is running (None between samples): what
+        a stage hook reads to tell which sample a stage belongs to when the pipeline overlaps
+        neighbouring samples."""
+        return getattr(self._stage_names, "sample_id", None)
+
     def _sample(self, sample: VideoSample) -> _InFlight:
         flight = self._prepare(sample)
         self._execute(flight)
@@ -541,6 +548,7 @@ class Harness:
     def _phase(self, flight: _InFlight, first_stage: str, fn: Callable[[], Any]) -> None:
         record = flight.record
         self.stage_name = first_stage
+        self._stage_names.sample_id = record.sample_id
         try:
             fn()
         except (SampleError, MagbenchError) as exc:
@@ -553,6 +561,8 @@ class Harness:
             record.fail(f"{self.stage_name}: {type(exc).__name__}: {exc}", type(exc).__name__, tb)
         else:
             return
+        finally:
+            self._stage_names.sample_id = None
         flight.failed = True
         flight.prepared = flight.finish = None
 
