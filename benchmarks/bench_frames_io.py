@@ -5,8 +5,8 @@ compression level, on the CPU: write and read seconds, MB/s, file size.
 The harness writes them with ``np.savez_compressed`` (zip deflate at zlib's default level 6).
 Every variant here is an ``.npz`` that ``np.load`` reads as it is (``magbench score`` needs no
 change): deflate at levels 6 (= ``np.savez_compressed``), 1 and 0 (stored). Content, since it
-decides what compression buys: ``synthetic`` (a clip of the synthetic leave-and-return set,
-smooth: a replay method's output), ``synthetic+noise`` (the same plus Gaussian noise of sigma 6,
+decides what compression buys: ``synthetic`` (a clip of the synthetic leave-and-return set as the
+harness reads it, H.264-decoded: a replay method's output), ``synthetic+noise`` (the same plus Gaussian noise of sigma 6,
 closer to a generator's output) and ``noise`` (uniform, incompressible: the upper bound on size).
 
 Usage::
@@ -45,10 +45,15 @@ VARIANTS = {
 
 
 def contents(frames: int, h: int, w: int) -> dict[str, np.ndarray]:
-    from magbench.data.synthetic import SynthConfig, render_videos
+    """The three contents, ``frames`` frames each: the synthetic clip as a method reads it (written
+    through H.264 by ``magbench data synth``, decoded by magbench's reader), it plus noise, noise."""
+    from magbench.data.synthetic import SynthConfig, generate
+    from magbench.data.video_io import read_video
 
     seconds = max(6.0, frames / 16 / 0.25)  # a clip whose target (its last quarter) has ``frames`` frames
-    _, _, clip = next(iter(render_videos(SynthConfig(n=1, height=h, width=w, seconds=seconds, seed=0))))
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = generate(Path(tmp), SynthConfig(n=1, height=h, width=w, seconds=seconds, seed=0))
+        clip = read_video(ds.samples[0].video_path)
     synth = np.ascontiguousarray(clip[-frames:])
     rng = np.random.default_rng(0)
     noisy = np.clip(synth.astype(np.float32) + rng.normal(0, 6, synth.shape), 0, 255).astype(np.uint8)

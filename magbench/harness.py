@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
 import json
 import logging
 import sys
@@ -419,13 +420,19 @@ class Harness:
         pending: deque[tuple[_InFlight, Future]] = deque()
         with ThreadPoolExecutor(1, thread_name_prefix="magbench-read") as reader, \
                 ThreadPoolExecutor(1, thread_name_prefix="magbench-write") as writer:
-            upcoming = reader.submit(self._prepare, todo[0])
+            upcoming: Future | None = reader.submit(self._prepare, todo[0])
             try:
                 self._load()
-                self.warmup = self.warm_up(todo[0])
+                first = upcoming.result()
+                upcoming = reader.submit(self._prepare, todo[1]) if len(todo) > 1 else None
+                # The warm-up takes the first sample as the reader prepared it (not read twice).
+                self.warmup = self.warm_up(todo[0], None if first.failed else first.prepared)
                 for i in range(len(todo)):
-                    flight = upcoming.result()
-                    upcoming = reader.submit(self._prepare, todo[i + 1]) if i + 1 < len(todo) else None
+                    if i == 0:
+                        flight = first
+                    else:
+                        flight = upcoming.result()
+                        upcoming = reader.submit(self._prepare, todo[i + 1]) if i + 1 < len(todo) else None
                     self._execute(flight)
                     pending.append((flight, writer.submit(self._finish, flight)))
                     # Before the next sample runs, the one before this is written: at most one
@@ -457,20 +464,24 @@ class Harness:
     def sample_seed(self, sample: VideoSample) -> int:
         return sample_seed(self.config.seed, sample.sample_id)
 
-    def warm_up(self, sample: VideoSample) -> dict[str, Any]:
+    def warm_up(self, sample: VideoSample, prepared: Any = None) -> dict[str, Any]:
         """Untimed and unscored, before this process's first timed sample: the method's own
         ``warmup`` hook, or the task's short version of ``sample`` (one block). Compilation,
         autotuning and allocator growth land here, not in the first record. A failure is logged
-        and left to the sample itself to record."""
+        and left to the sample itself to record. ``prepared``: what ``Task.prepare`` returned
+        for ``sample``, handed to a task whose ``warm_up`` takes it (it is not read again)."""
         t0 = time.perf_counter()
         kind = "hook" if type(self.method).has_warmup() else "sample"
         out: dict[str, Any] = {"kind": kind, "sample_id": sample.sample_id}
+        takes_prepared = prepared is not None and "prepared" in inspect.signature(self.task.warm_up).parameters
         try:
             if kind == "hook":
                 # The hook is told the sample as the task would hand it over (replay: its split).
-                info = self._warmup_info(sample)
+                info = getattr(prepared, "info", None) or self._warmup_info(sample)
                 torch.manual_seed(info.seed)
                 self.method.warmup(info)
+            elif takes_prepared:
+                self.task.warm_up(self, sample, prepared=prepared)
             else:
                 self.task.warm_up(self, sample)
         except Exception as exc:  # the sample will fail again, and be recorded, if it is bad

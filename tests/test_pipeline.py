@@ -106,3 +106,22 @@ def test_a_serial_run_is_asked_for_with_pipeline_false(synth_dir, tmp_path):
                     metrics=["psnr"], limit=3, pipeline=False)
     Harness(cfg, stage_hook=hook).run(progress=False)
     assert order == ["input", "reset", "save"] * 3  # one sample after another
+
+
+def test_the_warm_up_takes_the_first_sample_as_the_reader_prepared_it(synth_dir, tmp_path, monkeypatch):
+    from magbench.data.dataset import VideoSample
+
+    reads: list[str] = []
+    own = VideoSample.load_frames_checked
+
+    def counted(self, *args, **kwargs):
+        reads.append(self.sample_id)
+        return own(self, *args, **kwargs)
+
+    monkeypatch.setattr(VideoSample, "load_frames_checked", counted)
+    for pipeline, expected in ((True, 2), (False, 3)):  # serial: the warm-up reads the first video again
+        reads.clear()
+        cfg = RunConfig(method="replay-context", dataset=f"synthetic:{synth_dir}", out=tmp_path / f"r{pipeline}",
+                        device="cpu", metrics=["psnr"], limit=2, pipeline=pipeline)
+        assert Harness(cfg).run(progress=False).ok == 2
+        assert len(reads) == expected and reads.count(reads[0]) == expected - 1

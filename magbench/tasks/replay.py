@@ -117,8 +117,11 @@ class ReplayTask(Task):
         return split, info, video[: split.switch], video[split.switch :]
 
     # -- one sample -----------------------------------------------------------------------------
-    def warm_up(self, harness: "Harness", sample: "VideoSample") -> None:
-        _, info, context, target = self.inputs(harness, sample)
+    def warm_up(self, harness: "Harness", sample: "VideoSample", prepared: "ReplayInputs | None" = None) -> None:
+        if prepared is None:
+            _, info, context, target = self.inputs(harness, sample)
+        else:  # the sample as prepare() left it; copies, as the timed run must get it untouched
+            info, context, target = prepared.info, prepared.context.clone(), prepared.target.clone()
         torch.manual_seed(info.seed)
         short = min(info.num_target, BLOCK_PIXEL_FRAMES)
         run_method(
