@@ -34,6 +34,8 @@ Usage (one GPU; a few minutes)::
 
     python benchmarks/bench_throughput.py --out bench_throughput.json
     python benchmarks/bench_throughput.py --method mag --samples 2 --seconds 20 --out mag.json
+    # the pipelined harness against the serial one, same process, one load, 480x832 clips
+    python benchmarks/bench_throughput.py --method mag --pipeline-ab --samples 3 --warmup 0 --seconds 15 --size 480x832 --out ab.json
     python benchmarks/bench_throughput.py --tiny --out /tmp/bench_throughput_tiny.json   # CPU smoke test
 """
 
@@ -47,7 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--memory-source", default="generated", choices=["generated", "ground-truth"])
     ap.add_argument("--metrics", default="psnr,ssim,lpips,bestmatch", help="metrics to time (LPIPS family: random weights)")
     ap.add_argument("--no-keep-frames", action="store_true", help="as magbench run --no-keep-frames")
+    ap.add_argument("--no-pipeline", action="store_true", help="the serial harness (as magbench run --no-pipeline)")
+    ap.add_argument("--pipeline-ab", action="store_true", help="both: the pipelined run, then the serial one, one model load")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on CPU")
     ap.add_argument("--tiny", action="store_true", help="tiny Wan config, 32x48, CPU: a smoke test")
@@ -171,10 +175,33 @@ def synth(folder: Path, n: int, seconds: float, size: str) -> None:
     generate(folder, SynthConfig(n=n, height=h, width=w, seconds=seconds, seed=0))
 
 
+def measure(obs: Observer, skip: int) -> dict[str, Any]:
+    """One run's figures from what the observer saw. Steady means leave out the run's last
+    sample when another was timed: nothing follows it for its writing to overlap with."""
+    rows = per_sample(obs, skip)
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        failed = [r.get("error") for r in obs.records if r.get("status") != "ok"]
+        sys.exit(f"no timed sample finished: {failed[0] if failed else 'nothing ran'}")
+    steady = ok[:-1] if len(ok) > 1 else ok
+    names = list(dict.fromkeys(k for r in ok for k in r["stages_s"]))
+    mean = {k: statistics.mean(r["stages_s"].get(k, 0.0) for r in steady) for k in names}
+    wall = statistics.mean(r["wall_s"] for r in steady)
+    method_s = statistics.mean(float(r["method_s"] or 0.0) for r in steady)
+    return {
+        "samples_timed": len(ok), "samples_in_steady_mean": len(steady), "failed": len(rows) - len(ok),
+        "context_frames": ok[0]["context_frames"], "target_frames": ok[0]["target_frames"],
+        "samples_per_hour": 3600.0 / wall, "mean_sample_wall_s": wall, "mean_method_s": method_s,
+        "wall_over_method": wall / method_s if method_s else None, "mean_stage_s": mean,
+        "last_sample_wall_s": ok[-1]["wall_s"], "method_load_s": obs.load_s, "harness_warmup_s": obs.warmup_s,
+        "per_sample": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
     from magbench.cli import parse_options
-    from magbench.harness import Harness, RunConfig
+    from magbench.harness import Harness, RunConfig, load_method
     from magbench.protocol import ReplayProtocol
 
     opts = parse_options(args.opt) if args.opt else {}
@@ -185,12 +212,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         device = "cpu" if device == "auto" else device
         args.samples, args.warmup, args.seconds = min(args.samples, 2), min(args.warmup, 1), min(args.seconds, 7.0)
     metric_options = {m: {"random_weights": True} for m in ("lpips", "bestmatch", "correspondence")}
-    n = args.samples + args.warmup
+    modes = [True, False] if args.pipeline_ab else [not args.no_pipeline]
     phases: dict[str, float] = {}
+    runs: dict[str, dict[str, Any]] = {}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_throughput_") as tmp:
         tmp_path = Path(tmp)
-        synth(tmp_path / "data", n, args.seconds, args.size)
+        synth(tmp_path / "data", args.samples + args.warmup, args.seconds, args.size)
         phases["dataset_s"] = time.perf_counter() - t_start
         config = RunConfig(
             method=args.method, dataset=f"synthetic:{tmp_path / 'data'}", out=tmp_path / "run",
@@ -198,54 +226,60 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             device=device, dtype=args.dtype, keep_frames=not args.no_keep_frames,
             protocol=ReplayProtocol(memory_source=args.memory_source),
         )
-        obs = Observer()
-        t_build = time.perf_counter()
-        harness = obs.harness = Harness(config, stage_hook=obs.hook)  # metric models load here, once
-        phases["harness_build_s"] = time.perf_counter() - t_build
-        t_run = time.perf_counter()
-        harness.run(progress=False, on_sample=obs.on_sample)
-        phases["run_s"] = time.perf_counter() - t_run
-        frames_dir = tmp_path / "run" / "frames"
-        kept = sum(p.stat().st_size for p in frames_dir.glob("*")) if frames_dir.is_dir() else 0
+        loaded = None
+        if len(modes) > 1:  # one load serves both runs (Harness(method=...))
+            t0 = time.perf_counter()
+            loaded = load_method(config)
+            phases["shared_load_s"] = time.perf_counter() - t0
+        try:
+            for pipeline in modes:
+                name = "pipeline" if pipeline else "serial"
+                cfg = replace(config, pipeline=pipeline, out=tmp_path / f"run_{name}")
+                obs = Observer()
+                t_build = time.perf_counter()
+                harness = obs.harness = Harness(cfg, stage_hook=obs.hook, method=loaded)  # metric models load here
+                phases[f"{name}_harness_build_s"] = time.perf_counter() - t_build
+                t_run = time.perf_counter()
+                harness.run(progress=False, on_sample=obs.on_sample)
+                phases[f"{name}_run_s"] = time.perf_counter() - t_run
+                frames_dir = cfg.out / "frames"
+                kept = sum(p.stat().st_size for p in frames_dir.glob("*")) if frames_dir.is_dir() else 0
+                runs[name] = {**measure(obs, args.warmup), "kept_frames_bytes_per_sample": kept / max(len(obs.records), 1)}
+        finally:
+            if loaded is not None:
+                loaded.close()
     phases["total_s"] = time.perf_counter() - t_start
-    rows = per_sample(obs, args.warmup)
-    ok = [r for r in rows if r["status"] == "ok"]
-    if not ok:
-        failed = [r.get("error") for r in obs.records if r.get("status") != "ok"]
-        sys.exit(f"no timed sample finished: {failed[0] if failed else 'nothing ran'}")
-    names = list(dict.fromkeys(k for r in ok for k in r["stages_s"]))
-    mean = {k: statistics.mean(r["stages_s"].get(k, 0.0) for r in ok) for k in names}
-    wall = statistics.mean(r["wall_s"] for r in ok)
-    method_s = statistics.mean(float(r["method_s"] or 0.0) for r in ok)
-    done = [obs.done_at[r["sample_id"]] for r in obs.records]
-    timed_run_s = (done[-1] - done[args.warmup - 1]) if args.warmup else None
+    first = next(iter(runs.values()))
     result = {
         "gpu": torch.cuda.get_device_name(harness.device) if harness.device.startswith("cuda") else None,
         "device": harness.device, "dtype": harness.dtype_name, "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "method": args.method, "method_options": opts, "metrics": harness.metric_names, "torch": torch.__version__,
         "video_seconds": args.seconds, "video_size_on_disk": args.size, "memory_source": args.memory_source,
-        "keep_frames": not args.no_keep_frames, "kept_frames_bytes_per_sample": kept / max(len(obs.records), 1),
-        "context_frames": ok[0]["context_frames"], "target_frames": ok[0]["target_frames"],
-        "resolution": list(harness.method.resolution) if harness.method.resolution else None,
-        "samples_timed": len(ok), "failed": len(rows) - len(ok),
-        "samples_per_hour": 3600.0 / wall, "mean_sample_wall_s": wall, "mean_method_s": method_s,
-        "wall_over_method": wall / method_s if method_s else None, "mean_stage_s": mean,
-        "method_load_s": obs.load_s, "harness_warmup_s": obs.warmup_s,
-        "timed_run_s": timed_run_s, "phases_s": phases, "per_sample": rows,
+        "keep_frames": not args.no_keep_frames, "resolution": list(harness.method.resolution) if harness.method.resolution else None,
+        "phases_s": phases, "runs": runs,
+        **{k: first[k] for k in ("samples_per_hour", "mean_sample_wall_s", "mean_method_s", "wall_over_method",
+                                 "mean_stage_s", "method_load_s", "harness_warmup_s", "samples_timed")},
     }
+    if "shared_load_s" in phases:
+        result["method_load_s"] = phases["shared_load_s"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"{args.method} on {result['gpu'] or harness.device} ({harness.dtype_name}), memory source {args.memory_source}, "
-          f"{result['context_frames']} context + {result['target_frames']} target frames at {result['resolution']}, "
-          f"{len(ok)} timed samples; JSON: {args.out}")
-    print(f"script {phases['total_s']:.0f} s (dataset {phases['dataset_s']:.0f}, harness build {phases['harness_build_s']:.0f}, "
-          f"method load {obs.load_s:.0f}, harness warm-up {obs.warmup_s:.0f}, run {phases['run_s']:.0f})")
-    print(f"{'stage':<16}{'s/sample':>10}{'share':>8}")
+          f"{first['context_frames']} context + {first['target_frames']} target frames at {result['resolution']} "
+          f"(clips of {args.seconds:g} s, {args.size} on disk), {first['samples_timed']} timed samples per run; JSON: {args.out}")
+    print(f"script {phases['total_s']:.0f} s (dataset {phases['dataset_s']:.0f}, method load {result['method_load_s']:.0f}, "
+          + ", ".join(f"{n}: warm-up {r['harness_warmup_s']:.0f}, run {phases[n + '_run_s']:.0f}" for n, r in runs.items()) + ")")
+    names = list(dict.fromkeys(k for r in runs.values() for k in r["mean_stage_s"]))
+    print(f"mean over the first {first['samples_in_steady_mean']} timed samples (the run's last is written with nothing "
+          "to overlap: left out); stages overlap with the pipeline")
+    print(f"{'stage':<16}" + "".join(f"{n + ' s':>14}" for n in runs))
     for k in names:
-        print(f"{k:<16}{mean[k]:>10.3f}{100 * mean[k] / wall:>7.1f}%")
-    print(f"{'wall':<16}{wall:>10.3f}  (method {method_s:.3f} s: wall/method {result['wall_over_method'] or 0:.2f}x)")
-    print(f"samples/hour: {result['samples_per_hour']:.0f} steady")
+        print(f"{k:<16}" + "".join(f"{r['mean_stage_s'].get(k, 0.0):>14.3f}" for r in runs.values()))
+    print(f"{'wall':<16}" + "".join(f"{r['mean_sample_wall_s']:>14.3f}" for r in runs.values()))
+    print(f"{'method':<16}" + "".join(f"{r['mean_method_s']:>14.3f}" for r in runs.values()))
+    print(f"{'wall/method':<16}" + "".join(f"{r['wall_over_method'] or 0:>14.2f}" for r in runs.values()))
+    print(f"{'samples/hour':<16}" + "".join(f"{r['samples_per_hour']:>14.0f}" for r in runs.values()))
     return result
 
 
