@@ -72,7 +72,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--metrics", default="psnr,ssim,lpips,bestmatch", help="metrics to time (LPIPS family: random weights)")
     ap.add_argument("--no-keep-frames", action="store_true", help="as magbench run --no-keep-frames")
     ap.add_argument("--no-pipeline", action="store_true", help="the serial harness (as magbench run --no-pipeline)")
-    ap.add_argument("--pipeline-ab", action="store_true", help="both: the pipelined run, then the serial one, one model load")
+    ap.add_argument("--pipeline-ab", action="store_true", help="both: the pipelined run, then the serial one (which finds the caches warm), one model load")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on CPU")
     ap.add_argument("--tiny", action="store_true", help="tiny Wan config, 32x48, CPU: a smoke test")

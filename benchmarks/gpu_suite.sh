@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmarks in one call (the device machine has no network: wheels travel in .whl/).
-# Usage: bash benchmarks/gpu_suite.sh PART  (PART: speed | kernels | e2e | cli | fused | graphs | vae | defaults | final | gpus2).
+# Usage: bash benchmarks/gpu_suite.sh PART  (PART: speed | kernels | e2e | cli | fused | graphs | vae | defaults | final | gpus2 | issue22).
 # magbench must be installed (pip install --no-deps -e .): the scripts import it.
 # Results go to $OUT.
 set -uo pipefail
@@ -86,6 +86,16 @@ for d in ("/tmp/r1", "/tmp/r3"):
         t, m = r.get("timing", {}), r.get("memory", {})
         print(d, r["sample_id"], r["status"], r.get("error"), "fps", t.get("fps"), "first_block_s", t.get("first_block_s"), "peak_vram", m.get("peak_device_bytes"), "kv_end", m.get("kv_bytes_end"))
 PY
+    ;;
+  issue22)
+    # Issue 22, in order of importance (about 5, 3 and 3 minutes): the paper's table's cost (4 Wan
+    # methods x 2 memory sources on a 15 s 480x832 clip, one load per method, the stage profile of
+    # one sample, the estimate on 1/2/4/8 GPUs); the pipelined harness against the serial one (mag,
+    # one load, three 15 s clips); magbench run's start-up, cold then warm compilation cache.
+    timeout 540 python3 benchmarks/bench_table_cost.py --budget-s 420 --out "$OUT/table_cost.json" 2>&1 | grep -v Warn | tail -40
+    timeout 330 python3 benchmarks/bench_throughput.py --method mag --pipeline-ab --samples 3 --warmup 0 --seconds 15 \
+      --size 480x832 --out "$OUT/throughput_ab.json" 2>&1 | grep -v Warn | tail -20
+    timeout 400 python3 benchmarks/bench_startup.py --method mag --repeats 2 --out "$OUT/startup.json" 2>&1 | grep -v Warn | tail -14
     ;;
   gpus2)
     # Issue 14's scaling check (needs a 2-GPU machine): the same N samples (default 24 synthetic
