@@ -414,10 +414,24 @@ class Harness:
     def _run_pipelined(self, todo: list[VideoSample], emit: Callable[[_InFlight], None]) -> None:
         """Sample k's method calls (and anything on the device) on this thread, while a reader
         thread prepares sample k+1 (read, decode, check, resize) and a writer thread finishes
-        sample k-1 (scoring on the CPU, kept frames, previews). Each phase of a sample runs after
-        the one before it, and records are appended in the samples' order, so the records are
-        those of the serial loop. The first sample is read while the method loads."""
-        pending: deque[tuple[_InFlight, Future]] = deque()
+        sample k-1 (scoring on the CPU, kept frames, previews) and appends its record. Each phase
+        of a sample runs after the one before it, and the one writer appends records in the
+        samples' order, so the records are those of the serial loop; a sample is recorded as
+        soon as it is written (a run killed while the next one generates keeps it). The first
+        sample is read while the method loads."""
+        pending: deque[Future] = deque()
+        stopped = threading.Event()  # a record could not be appended or reported: append no more
+
+        def finish_and_emit(flight: _InFlight) -> None:
+            self._finish(flight)
+            if stopped.is_set():
+                return
+            try:
+                emit(flight)
+            except BaseException:
+                stopped.set()
+                raise
+
         with ThreadPoolExecutor(1, thread_name_prefix="magbench-read") as reader, \
                 ThreadPoolExecutor(1, thread_name_prefix="magbench-write") as writer:
             upcoming: Future | None = reader.submit(self._prepare, todo[0])
@@ -434,25 +448,16 @@ class Harness:
                         flight = upcoming.result()
                         upcoming = reader.submit(self._prepare, todo[i + 1]) if i + 1 < len(todo) else None
                     self._execute(flight)
-                    pending.append((flight, writer.submit(self._finish, flight)))
+                    pending.append(writer.submit(finish_and_emit, flight))
                     # Before the next sample runs, the one before this is written: at most one
-                    # sample's frames wait for the writer.
-                    while pending and (len(pending) > 1 or pending[0][1].done()):
-                        done, fut = pending.popleft()
-                        fut.result()
-                        emit(done)
+                    # sample's frames wait for the writer. A failure to append is the run's.
+                    while pending and (len(pending) > 1 or pending[0].done()):
+                        pending.popleft().result()
                 while pending:
-                    done, fut = pending.popleft()
-                    fut.result()
-                    emit(done)
-            except KeyboardInterrupt:
-                # Ctrl-C while sample k ran: sample k-1 is finished or about to be; keep it.
-                while pending:
-                    done, fut = pending.popleft()
-                    fut.result()
-                    emit(done)
-                raise
+                    pending.popleft().result()
             finally:
+                # Interrupted or failed: the writer still writes what it was given (finished
+                # samples are kept) when the executors close; nothing more is read.
                 if upcoming is not None:
                     upcoming.cancel()
 

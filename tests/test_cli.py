@@ -168,7 +168,8 @@ def test_sigkill_mid_run_then_rerun_completes_without_redoing_finished_samples(s
     proc = spawn(*args, env={"MAGBENCH_TEST_GATE": str(gate), "MAGBENCH_TEST_GATE_SAMPLE": "synthetic_001_tilt"},
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_file(gate / "reached-synthetic_001_tilt", proc)  # pan is recorded, tilt half generated
+        wait_for_file(gate / "reached-synthetic_001_tilt", proc)  # tilt half generated
+        wait_for_file(out / "samples.jsonl", proc)  # pan recorded (by the writer thread, while tilt generates)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
