@@ -181,7 +181,7 @@ def test_oracle_fed_its_own_output_as_ground_truth_gives_the_generated_mode_reco
     gen, gt = records("generated"), records("ground-truth")
     assert [r.part.memory_source for r in gt] == ["ground-truth"] * 2
     for a, b in zip(gen, gt):
-        assert a["metrics"] == b["metrics"] and a["sample_id"] == b["sample_id"]
+        assert a.metrics == b.metrics and a.sample_id == b.sample_id
 
 
 def _spy_writers(m) -> list[tuple[str, object]]:
