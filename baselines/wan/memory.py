@@ -57,6 +57,7 @@ code, ``tests/golden/``):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 
@@ -71,6 +72,11 @@ class KVMemory(ABC):
     """Base class: buffers, the attend/commit protocol and byte accounting."""
 
     name = "memory"
+    #: Whether the policy keeps keys before RoPE and rotates them itself when they are read, at
+    #: positions it decides (:mod:`.rope_memory`). The model then hands :meth:`attend` the
+    #: block's keys before RoPE as well (``raw_k``) and gives the policy its RoPE tables
+    #: (``use_rope``); every other policy gets keys rotated at the block's position and keeps them.
+    rotates_keys: ClassVar[bool] = False
 
     def __init__(self, num_layers: int, block_frames: int = 3) -> None:
         self.num_layers = num_layers
@@ -108,6 +114,11 @@ class KVMemory(ABC):
         return needed
 
     # -- protocol used by the model ---------------------------------------------------------------
+    def rope_frame(self, start_frame: int, n_frames: int) -> int:
+        """The RoPE frame index of the block's first frame (its queries and its own keys): the
+        absolute ``start_frame``, unless the policy positions frames relative to its window."""
+        return start_frame
+
     def begin(self, start_frame: int, n_frames: int, frame_tokens: int, commit: bool) -> None:
         if self._frame_tokens and frame_tokens != self._frame_tokens:
             raise ValueError(f"{self.name}: {frame_tokens} tokens per frame, buffers hold {self._frame_tokens}")
