@@ -227,5 +227,7 @@ def test_memory_model_ablation_is_recorded_in_the_method_config():
     assert on.config()["cache_writer"] == "memory model, empty prompt"
     assert off.config()["cache_writer"] == "generator, generation prompt"
     assert off.config()["options"]["memory_model"] is False
+    # Typed options read "no"/"off"/"0" as false (--opt values arrive as text); anything else is refused.
+    assert METHODS.get("mag")(memory_model="no").opts.memory_model is False
     with pytest.raises(MagbenchError, match="memory_model"):
-        METHODS.get("mag")(memory_model="no")
+        METHODS.get("mag")(memory_model="maybe")

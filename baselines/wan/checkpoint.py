@@ -119,6 +119,21 @@ CAUSVID = register_artifact(
         description="CausVid autoregressive generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks, 3 steps)",
     )
 )
+# Reward Forcing (JaydenLyh/Reward-Forcing README: "Reward Forcing | Hugging Face" ->
+# JaydenLu666/Reward-Forcing-T2V-1.3B; its inference command reads
+# checkpoints/Reward-Forcing-T2V-1.3B/rewardforcing.pt, which inference.py loads as a bare state
+# dict of the wrapper, ``model.``-prefixed).
+REWARD_FORCING = register_artifact(
+    HubArtifact(
+        name="reward-forcing",
+        repo_id="JaydenLu666/Reward-Forcing-T2V-1.3B",
+        files=("rewardforcing.pt",),
+        required=("rewardforcing.pt",),
+        env_var="MAGBENCH_REWARD_FORCING",
+        download_command="magbench download --method reward-forcing",
+        description="Reward Forcing generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks, Re-DMD)",
+    )
+)
 # MAG's hub repo also holds the MAG-Bench videos: only model folders are fetched, wherever they
 # are (``*`` crosses folders in allow_patterns), and only they make the weights count as present.
 # The configs name them under checkpoints/ (configs/mag.yaml: generator_ckpt = memory_ckpt =
