@@ -26,7 +26,7 @@ from magbench.options import MethodOptions, option
 from magbench.registry import register_method
 
 from magbench.baselines.wan.checkpoint import INFINITE_FORCING, ROLLING_FORCING, WAN_DIFFUSERS
-from magbench.baselines.wan.methods import BLOCK_FRAMES, COMMON_OPTIONS, PIXELS_PER_LATENT, _WanMethod
+from magbench.baselines.wan.methods import BLOCK_FRAMES, PIXELS_PER_LATENT, _WanMethod
 
 # The references' loaders remove FSDP's wrapper name anywhere in a key (RollingForcing and
 # infinity-rope inference.py: ``name.replace("_fsdp_wrapped_module.", "")``).
@@ -218,8 +218,3 @@ class InfinityRope(_RotatingMemoryMethod):
             block_frames=BLOCK_FRAMES,
         )
 
-
-def common_option_defaults() -> dict[str, Any]:
-    """``methods.COMMON_OPTIONS`` as the typed declaration gives it (tests compare the two)."""
-    names = set(COMMON_OPTIONS)
-    return {k: v for k, v in WanCommonOptions.defaults().items() if k in names}
