@@ -13,6 +13,11 @@ The clean cache-update pass (``commit=True``) is the one whose K/V are kept. Att
 unordered set of keys (no mask, keys carry their RoPE position), so a ring buffer needs no
 reordering.
 
+Keys arrive rotated at the block's position (RoPE at write) and are kept so by every policy
+here; the policies of :mod:`.rope_memory` (``rotates_keys = True``) keep keys before RoPE and
+rotate them when read, at positions relative to what is attended (Rolling Forcing's sink,
+Infinity-RoPE's window).
+
 :meth:`KVMemory.memory_bytes` counts the K/V entries the policy holds about the video (kept
 frames x tokens x layers x 2 x heads x head_dim x element size), not the scratch of the block
 being generated; :meth:`KVMemory.allocated_bytes` is the buffers' full size.

@@ -20,7 +20,10 @@ Verified against the reference (Xilluill/MAG ``wan/modules/model.py`` and ``caus
 * 3D RoPE: head_dim 128 gives 64 complex frequencies split (22, 21, 21) over
   (frame, height, width), each part with its own base ``10000^(-2i/d_part)``, rotating
   consecutive channel pairs; the frame index is absolute (``start_frame + f``), so cached keys
-  carry their position (keys are cached after RoPE);
+  carry their position (keys are cached after RoPE); a memory that positions frames relative to
+  its window gives the block's index itself (``KVMemory.rope_frame``) and, with
+  ``rotates_keys``, gets the keys before RoPE too and rotates what it holds when read
+  (:mod:`.rope_memory`);
 * cross-attention: text context padded with zeros to ``text_len`` (512) before
   ``text_embedding``, every one of the 512 positions attended (``context_lens=None``);
 * head: ``(head.modulation + e)`` split as (shift, scale), ``head(norm(x) * (1 + scale) + shift)``;
