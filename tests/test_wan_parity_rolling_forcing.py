@@ -38,7 +38,7 @@ def _method_sampler(model, memory):
     import magbench.baselines.wan  # noqa: F401
     from magbench.registry import METHODS
 
-    return METHODS.get("rolling-forcing")(config="tiny", random_weights=True)._make_sampler(model, memory)
+    return METHODS.get("rolling-forcing")(config="tiny", random_weights=True).make_sampler(model, memory)
 
 
 def _replay(recording, memory, schedule=None):

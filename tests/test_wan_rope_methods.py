@@ -175,14 +175,16 @@ def test_options_are_typed_and_checked():
     with pytest.raises(MagbenchError, match="sink_frames"):
         METHODS.get("infinity-rope")(sink_frames=-1)
     m = METHODS.get("infinity-rope")(config="tiny", window_frames="5")
-    assert m.settings.window_frames == 5 and m.config()["memory"]["window_frames"] == 5
+    assert m.opts.window_frames == 5 and m.config()["memory"]["window_frames"] == 5
 
 
-def test_common_options_are_the_wan_methods_common_options():
-    from magbench.baselines.wan.methods import COMMON_OPTIONS
-    from magbench.baselines.wan.rope_methods import WanCommonOptions
+def test_their_options_extend_the_common_wan_options():
+    from magbench.baselines.wan.methods import WanOptions
+    from magbench.baselines.wan.rope_methods import InfinityRopeOptions, RollingForcingOptions
 
-    assert WanCommonOptions.defaults() == COMMON_OPTIONS
+    common = WanOptions.defaults()
+    for opts in (RollingForcingOptions, InfinityRopeOptions):
+        assert {k: v for k, v in opts.defaults().items() if k in common} == common
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -197,10 +199,10 @@ def test_checkpoint_loads_the_ema_weights_without_fsdp_wrapper_names(name, tmp_p
 
     torch.save({"generator": {f"model.{k}": v for k, v in raw.items()},
                 "generator_ema": {wrapped(k): v for k, v in ema.items()}}, tmp_path / "ckpt.pt")
-    model, memory_model = METHODS.get(name)(config="tiny", checkpoint_path=str(tmp_path / "ckpt.pt"))._load_generator()
+    model, memory_model = METHODS.get(name)(config="tiny", checkpoint_path=str(tmp_path / "ckpt.pt")).load_models()
     assert memory_model is None
     assert all(torch.equal(model.state_dict()[k], v) for k, v in ema.items())
-    model, _ = METHODS.get(name)(config="tiny", checkpoint_path=str(tmp_path / "ckpt.pt"), ema=False)._load_generator()
+    model, _ = METHODS.get(name)(config="tiny", checkpoint_path=str(tmp_path / "ckpt.pt"), ema=False).load_models()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in raw.items())
 
 
@@ -215,5 +217,5 @@ def test_method_runs_through_the_harness_with_the_ground_truth_memory_source(nam
         protocol=ReplayProtocol(memory_source="ground-truth"),
     )
     s = Harness(cfg).run(progress=False)
-    assert s.ok == 1, s.records[0].get("error")
-    assert s.records[0]["memory_source"] == "ground-truth" and s.records[0]["memory"]["kv_bytes_end"] > 0
+    assert s.ok == 1, s.records[0].error
+    assert s.records[0].part.memory_source == "ground-truth" and s.records[0].memory.kv_bytes_end > 0

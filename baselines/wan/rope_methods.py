@@ -4,7 +4,7 @@
 Both are the Wan2.1-T2V-1.3B causal generator of :mod:`.methods` (blocks of 3 latent frames, the
 same VAE, text encoder, context ingestion, decoding and ``--memory-source ground-truth``), with a
 memory of :mod:`.rope_memory` and, for Rolling Forcing, the rolling-window sampler of
-:mod:`.rolling`. Their options are typed declarations (:class:`WanCommonOptions` and each
+:mod:`.rolling`. Their options are typed declarations (:class:`~.methods.WanOptions` and each
 method's own fields).
 
 Neither memory runs under CUDA graphs (``cuda_graphs=true`` is refused): a graph replays the
@@ -22,36 +22,19 @@ import torch
 
 from magbench.errors import MagbenchError
 from magbench.method import MethodNeeds
-from magbench.options import MethodOptions, option
+from magbench.options import option
 from magbench.registry import register_method
 
 from magbench.baselines.wan.checkpoint import INFINITE_FORCING, ROLLING_FORCING, WAN_DIFFUSERS
-from magbench.baselines.wan.methods import BLOCK_FRAMES, PIXELS_PER_LATENT, _WanMethod
+from magbench.baselines.wan.methods import BLOCK_FRAMES, PIXELS_PER_LATENT, WanOptions, _WanMethod
 
 # The references' loaders remove FSDP's wrapper name anywhere in a key (RollingForcing and
 # infinity-rope inference.py: ``name.replace("_fsdp_wrapped_module.", "")``).
 FSDP_FRAGMENT = ("_fsdp_wrapped_module.",)
 
 
-@dataclass(frozen=True)
-class WanCommonOptions(MethodOptions):
-    """The options every Wan method takes (``methods.COMMON_OPTIONS``, typed; see the
-    :mod:`.methods` docstring). A test keeps the two in step."""
-
-    config: Literal["t2v-1.3b", "wan2.1-t2v-1.3b", "tiny"] = option("t2v-1.3b", help="transformer size")
-    random_weights: bool = option(False, help="no downloads: random transformer and VAE, pseudo prompt embeddings")
-    resolution: Optional[tuple[int, int]] = option(None, help="HxW, multiples of 16 (default 480x832; tiny: 32x48)")
-    use_prompt: bool = option(True, help="the caption conditions the generator")
-    fuse_qkv: bool = True
-    attention: Literal["auto", "sdpa", "flash"] = "auto"
-    fused_elementwise: bool = True
-    cuda_graphs: bool = option(False, help="refused by these methods (their memories rotate keys per pass)")
-    checkpoint_path: Optional[str] = option(None, path=True, help="a local copy of the method's checkpoint")
-    generator_path: Optional[str] = option(None, path=True, help="the same, as the other Wan methods name it")
-    memory_path: Optional[str] = option(None, help="unused (no memory model); accepted as every Wan method does")
-    vae_path: Optional[str] = option(None, path=True, help="a local Wan2.1 Diffusers folder (VAE, text encoder)")
-    prompt_cache: Optional[str] = None
-    weights_seed: int = 0
+# The options every Wan method takes are methods.WanOptions; these methods add their own.
+WanCommonOptions = WanOptions
 
 
 class _RotatingMemoryMethod(_WanMethod):
@@ -62,12 +45,6 @@ class _RotatingMemoryMethod(_WanMethod):
     checkpoint_artifact: Any = None
     checkpoint_file: str = ""
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        # The typed declaration of this method's options (``self.opts`` of _WanMethod is its
-        # JSON view, which the shared Wan code reads).
-        self.settings = type(self).options_class().build(options, owner=f"method {self.name or type(self).__name__!r}")
-
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         if options.get("cuda_graphs"):
             raise MagbenchError(
@@ -76,15 +53,15 @@ class _RotatingMemoryMethod(_WanMethod):
             )
         return options
 
-    def _load_generator(self):
+    def load_models(self):
         from magbench.baselines.wan.checkpoint import load_wan
 
-        s = self.settings
+        s = self.opts
         if s.random_weights:
-            return self._random_model(s.weights_seed), None
+            return self.random_model(s.weights_seed), None
         local = s.checkpoint_path or s.generator_path
         path = Path(local).expanduser() if local else self.checkpoint_artifact.require() / self.checkpoint_file
-        return load_wan(path, base=self._model_config(), ema=s.ema, drop=FSDP_FRAGMENT), None
+        return load_wan(path, base=self.model_config(), ema=s.ema, drop=FSDP_FRAGMENT), None
 
 
 @dataclass(frozen=True)
@@ -143,17 +120,17 @@ class RollingForcing(_RotatingMemoryMethod):
                 raise MagbenchError(f"rolling-forcing: {key}={options[key]} must be a multiple of the block ({BLOCK_FRAMES})")
         return options
 
-    def _make_memory(self, num_layers: int):
+    def make_memory(self, num_layers: int):
         from magbench.baselines.wan.rolling import ROLLING_FORCING_SCHEDULE
         from magbench.baselines.wan.rope_memory import RelativeSinkCache
 
         window = len(ROLLING_FORCING_SCHEDULE.denoising_steps)
         return RelativeSinkCache(
-            num_layers, past_frames=self.settings.past_frames, attention_frames=self.settings.attention_frames,
+            num_layers, past_frames=self.opts.past_frames, attention_frames=self.opts.attention_frames,
             max_pass_frames=window * BLOCK_FRAMES, block_frames=BLOCK_FRAMES,
         )
 
-    def _make_sampler(self, generator, memory, memory_model=None):
+    def make_sampler(self, generator, memory, memory_model=None, vae=None):
         from magbench.baselines.wan.rolling import RollingSampler
 
         return RollingSampler(generator, memory, block_frames=BLOCK_FRAMES)
@@ -210,11 +187,11 @@ class InfinityRope(_RotatingMemoryMethod):
     checkpoint_artifact = INFINITE_FORCING
     checkpoint_file = "ema_model.pt"
 
-    def _make_memory(self, num_layers: int):
+    def make_memory(self, num_layers: int):
         from magbench.baselines.wan.rope_memory import BlockRelativeWindow
 
         return BlockRelativeWindow(
-            num_layers, window_frames=self.settings.window_frames, sink_frames=self.settings.sink_frames,
+            num_layers, window_frames=self.opts.window_frames, sink_frames=self.opts.sink_frames,
             block_frames=BLOCK_FRAMES,
         )
 
