@@ -45,7 +45,7 @@ from typing import Any, ClassVar, Iterator
 import torch
 
 from magbench.errors import MagbenchError
-from magbench.method import Method, MethodNeeds, SampleInfo
+from magbench.method import Method, MethodNeeds, RecalledBlock, SampleInfo
 from magbench.registry import register_method
 
 from magbench.baselines.wan.checkpoint import CAUSVID, LONGLIVE, MAG, SELF_FORCING, WAN_DIFFUSERS
@@ -198,6 +198,7 @@ class _WanMethod(Method):
         self._gt_pending: torch.Tensor | None = None  # ground-truth latents not yet a whole block
         self._gt_memory_s = 0.0
         self._gt_frames = 0
+        self._memorised: list[torch.Tensor] = []  # clean context blocks: recall's latent reference only
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -215,6 +216,7 @@ class _WanMethod(Method):
             block = self._pending[:, i : i + BLOCK_FRAMES]
             self.sampler.commit(block)
             self._dec.push(block)  # brings the decoder's causal cache to where the context ends
+            self._memorised.append(block)
         self._pending = self._pending[:, whole:]
 
     @torch.no_grad()
@@ -226,6 +228,7 @@ class _WanMethod(Method):
                 f"{self.name}: the context ({n_ctx} frames) must be 12a-3 pixel frames (whole 3-latent blocks) "
                 "and at least 9 frames"
             )
+        self._memorised = []  # recall's reference latents are not needed past the context
         produced, decode_s, transformer_s = 0, 0.0, 0.0
         while produced < num_frames:
             if self._uncommitted:
@@ -295,6 +298,13 @@ class _WanMethod(Method):
     def derived(self) -> dict[str, Any]:
         # From the options alone (buffers are allocated lazily): known before load.
         return {"memory": self._make_memory(self._model_config().num_layers).describe()}
+
+    def recall(self) -> Iterator[RecalledBlock]:
+        """Task ``memory-recall``: each memorised block regenerated from the memory alone
+        (:mod:`magbench.baselines.wan.recall`)."""
+        from magbench.baselines.wan.recall import recall_memorised
+
+        return recall_memorised(self)
 
     def close(self) -> None:
         for attr in ("generator", "memory_model", "memory", "sampler", "vae", "text"):
@@ -420,6 +430,13 @@ class MagMethod(_WanMethod):
         from magbench.baselines.wan.memory import CompressedMemory
 
         return CompressedMemory(num_layers, slots=int(self.opts["slots"]), sink_frames=int(self.opts["sink_frames"]), block_frames=BLOCK_FRAMES)
+
+    def reconstruct(self, frames: torch.Tensor) -> Iterator[RecalledBlock]:
+        """Task ``memory-reconstruction``: MAG's own memory-model test, ``inference_compress.py``
+        (:mod:`magbench.baselines.wan.reconstruction`)."""
+        from magbench.baselines.wan.reconstruction import reconstruct_for
+
+        return reconstruct_for(self, frames)
 
 
 @register_method("longlive")

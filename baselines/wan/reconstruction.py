@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import torch
 
 from magbench.errors import MagbenchError
-from magbench.baselines.wan.sampler import SELF_FORCING_SCHEDULE, FlowSchedule
+from magbench.baselines.wan.sampler import SELF_FORCING_SCHEDULE, FlowSchedule, few_step_denoise
 
 if TYPE_CHECKING:  # pragma: no cover
     from magbench.baselines.wan.attention import AttentionKernel
@@ -215,8 +215,6 @@ def reconstruct_latents(
     ``noise``: the initial noise then one fresh draw per re-noising step (each like ``clean``;
     the parity test replays the reference's draws), else drawn from ``generator``; ``record``
     receives every step's x0. Returns the last step's x0, [B, F, C, h, w]."""
-    steps = schedule.timesteps()
-    sigmas = [schedule.sigma(t) for t in steps]
     p = model.patch_embedding.weight
     clean = clean.to(p.device, p.dtype)
 
@@ -225,17 +223,10 @@ def reconstruct_latents(
             return noise[i].to(p.device, p.dtype)
         return torch.randn(clean.shape, generator=generator, device=p.device, dtype=torch.float32).to(p.dtype)
 
-    x = draw(0)
-    x0 = x
-    for i, (t, sigma) in enumerate(zip(steps, sigmas)):
-        flow = reconstruction_pass(model, clean, x, t, context_kv, mask, noisy_start)
-        x0 = (x.double() - sigma * flow.double()).to(x.dtype)
-        if record is not None:
-            record.append(x0)
-        if i + 1 < len(steps):
-            nxt = sigmas[i + 1]
-            x = ((1 - nxt) * x0.float() + nxt * draw(i + 1).float()).to(x.dtype)
-    return x0
+    def flow(x: torch.Tensor, t: float) -> torch.Tensor:
+        return reconstruction_pass(model, clean, x, t, context_kv, mask, noisy_start)
+
+    return few_step_denoise(flow, draw, schedule, record)
 
 
 def block_spans(num_latents: int, block_frames: int = BLOCK_FRAMES) -> list[tuple[int, int]]:
@@ -282,3 +273,17 @@ def reconstruct_clip(
         lat = slice(BLOCK_FRAMES * b, BLOCK_FRAMES * (b + 1))
         yield RecalledBlock(index=b, start=start, frames=pixels[start : start + n], latents=out[:, lat], reference_latents=clean[:, lat])
 
+
+
+def reconstruct_for(method, frames: torch.Tensor) -> Iterator["RecalledBlock"]:
+    """``Method.reconstruct`` of a Wan method with a memory model (``mag``): the memory model
+    (the generator for ``memory_model=false``) conditioned on the sample's caption (``use_prompt``),
+    noise seeded by the sample. Call after ``reset``."""
+    sample = method.sample
+    if sample is None:
+        raise MagbenchError(f"{method.name}: reconstruct() needs reset(sample) first")
+    whole_blocks_or_fail(f"{method.name}: memory-reconstruction", frames.shape[0])
+    network = method.memory_model if method.memory_model is not None else method.generator
+    prompt = sample.prompt if method.opts["use_prompt"] else ""
+    embeds = method.text.embed_many([prompt])[0]
+    return reconstruct_clip(network, method.vae, frames, embeds, seed=sample.seed, schedule=method.sampler.schedule)
