@@ -127,3 +127,21 @@ def test_negative_controls_are_rejected(recording, name):
 def test_second_video_with_its_own_caption_is_not_the_reference(recording):
     err = _replay(recording, "b", prompt="prompt_b")
     assert err >= REJECT, err
+
+
+def test_reconstruction_memory_is_one_frame_of_kv_per_block(recording):
+    """The bytes the reconstruction test's memory holds equal those of MAG's compressed memory
+    policy holding every block (no ring limit, no sink), filled by the same network."""
+    from golden.tiny import LATENT_SHAPE
+
+    from magbench.baselines.wan.memory import CompressedMemory
+    from magbench.baselines.wan.reconstruction import compressed_memory_bytes
+    from magbench.baselines.wan.sampler import BlockSampler
+
+    t, meta, model = recording
+    blocks = meta["blocks"]["a"]
+    memory = CompressedMemory(model.cfg.num_layers, slots=blocks, sink_frames=0)
+    sampler = BlockSampler(model, memory)
+    sampler.reset(t["prompt_a"], seed=0, latent_shape=LATENT_SHAPE)
+    sampler.feed(t["a.clean"])
+    assert memory.memory_bytes() == compressed_memory_bytes(model, blocks, *LATENT_SHAPE[1:]) > 0

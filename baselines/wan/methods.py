@@ -199,6 +199,7 @@ class _WanMethod(Method):
         self._gt_memory_s = 0.0
         self._gt_frames = 0
         self._memorised: list[torch.Tensor] = []  # clean context blocks: recall's latent reference only
+        self._reconstruction_bytes: int | None = None  # set by reconstruct() (mag)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -437,6 +438,11 @@ class MagMethod(_WanMethod):
         from magbench.baselines.wan.reconstruction import reconstruct_for
 
         return reconstruct_for(self, frames)
+
+    def memory_bytes(self) -> int:
+        # After reconstruct(): the compressed memory that test rebuilds the clip from.
+        held = getattr(self, "_reconstruction_bytes", None)
+        return super().memory_bytes() if held is None else held
 
 
 @register_method("longlive")

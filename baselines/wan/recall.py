@@ -20,6 +20,11 @@ the regenerated blocks as one video. Nothing is read from the context frames.
   block would (the last ``context_frames`` latents at positions 0.., the first re-encoded), so
   positions count from the rollout's first latent: block ``b`` sits at ``3b - first`` (negative
   for the blocks before it: their distance from the carried latents, as in the clip).
+* The regenerated blocks are decoded in order as one video (a fresh streaming decoder, equal to
+  one whole-video decode, as MAG's test decodes its output): block 0 gives 9 pixel frames, every
+  later block 12, at the clip's own frame indices. The causal decoder carries a block's latents
+  into the next block's first frames, so a forgotten block also costs its successor a little in
+  pixels; the latent MSE is per block alone.
 * The clean latents each block was memorised from are kept by ``memorize`` (``_memorised``) only
   to score the latent MSE (``RecalledBlock.reference_latents``); they are released when
   ``generate`` starts.

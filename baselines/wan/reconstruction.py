@@ -274,6 +274,14 @@ def reconstruct_clip(
         yield RecalledBlock(index=b, start=start, frames=pixels[start : start + n], latents=out[:, lat], reference_latents=clean[:, lat])
 
 
+def compressed_memory_bytes(model: "CausalWan", blocks: int, latent_h: int, latent_w: int) -> int:
+    """Bytes of the memory the pass reconstructs from: one latent frame of K and V per block, in
+    every layer, in the model's dtype (the clean frames' other K/V serve only their own block)."""
+    ph, pw = model.cfg.patch_size[1:]
+    tokens = (latent_h // ph) * (latent_w // pw)
+    element = model.patch_embedding.weight.element_size()
+    return blocks * tokens * model.cfg.num_layers * 2 * model.cfg.dim * element
+
 
 def reconstruct_for(method, frames: torch.Tensor) -> Iterator["RecalledBlock"]:
     """``Method.reconstruct`` of a Wan method with a memory model (``mag``): the memory model
@@ -282,8 +290,10 @@ def reconstruct_for(method, frames: torch.Tensor) -> Iterator["RecalledBlock"]:
     sample = method.sample
     if sample is None:
         raise MagbenchError(f"{method.name}: reconstruct() needs reset(sample) first")
-    whole_blocks_or_fail(f"{method.name}: memory-reconstruction", frames.shape[0])
+    blocks = whole_blocks_or_fail(f"{method.name}: memory-reconstruction", frames.shape[0])
     network = method.memory_model if method.memory_model is not None else method.generator
     prompt = sample.prompt if method.opts["use_prompt"] else ""
     embeds = method.text.embed_many([prompt])[0]
+    h, w = frames.shape[-2] // 8, frames.shape[-1] // 8
+    method._reconstruction_bytes = compressed_memory_bytes(network, blocks, h, w)
     return reconstruct_clip(network, method.vae, frames, embeds, seed=sample.seed, schedule=method.sampler.schedule)
