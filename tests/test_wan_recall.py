@@ -160,3 +160,22 @@ def test_mean_frame_recalls_the_mean(clip):
 def test_vae_roundtrip_has_no_replay_capability():
     caps = METHODS.get("vae-roundtrip").capabilities()
     assert {"recall", "reconstruct"} <= caps and "replay" not in caps
+
+
+def test_mag_reconstruct_sees_only_blocks_up_to_its_own(clip):
+    """``mag.reconstruct``: changing the clip's last block changes only that block's
+    reconstruction (the history_compress mask, at the method level, real tiny random weights)."""
+    m = _method("mag", copier=False)
+    m.reset(_info())
+    before = list(m.reconstruct(clip))
+    changed = clip.clone()
+    changed[-12:] = torch.rand(12, *clip.shape[1:], generator=torch.Generator().manual_seed(5))
+    m.reset(_info())
+    after = list(m.reconstruct(changed))
+    assert len(before) == BLOCKS
+    for b, a in zip(before[:-1], after[:-1]):
+        assert torch.equal(b.latents, a.latents) and torch.equal(b.frames, a.frames), b.index
+    assert not torch.equal(before[-1].latents, after[-1].latents)
+    # the memory the test reconstructs from: one latent frame of K/V per block
+    cfg = m.memory_model.cfg
+    assert m.memory_bytes() == BLOCKS * (4 // 2) * (6 // 2) * cfg.num_layers * 2 * cfg.dim * 4
