@@ -60,7 +60,7 @@ class RecallTask(Task):
     def scores(self) -> str:
         return "per memorised block, by age: PSNR/SSIM/LPIPS against the context, latent MSE; memory bytes per memorised frame"
 
-    def inputs(self, harness: "Harness", sample: "VideoSample", holder: dict[str, Any] | None = None):
+    def clip_inputs(self, harness: "Harness", sample: "VideoSample", holder: dict[str, Any] | None = None):
         """(info, context at the method's resolution)."""
         protocol = self.config.protocol
         frames = sample.load_frames_checked(protocol, holder)
@@ -75,7 +75,7 @@ class RecallTask(Task):
         return info, context
 
     def warm_up(self, harness: "Harness", sample: "VideoSample") -> None:
-        info, context = self.inputs(harness, sample)
+        info, context = self.clip_inputs(harness, sample)
         short = context[:21]  # two blocks
         method = harness.method
         method.reset(info)
@@ -86,7 +86,7 @@ class RecallTask(Task):
         part: MemoryPart = record.part  # type: ignore[assignment]
         harness.stage_name = "load"
         t0 = time.perf_counter()
-        info, context = self.inputs(harness, sample)
+        info, context = self.clip_inputs(harness, sample)
         record.seed = info.seed
         part.num_frames, part.height, part.width, part.prompt = context.shape[0], info.height, info.width, info.prompt
         harness.stage("input", time.perf_counter() - t0)

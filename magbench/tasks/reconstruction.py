@@ -78,7 +78,7 @@ class ReconstructionTask(Task):
             self._first_caption = harness.selected_samples()[0].caption
         return self._first_caption
 
-    def inputs(self, harness: "Harness", sample: "VideoSample", holder: dict[str, Any] | None = None):
+    def clip_inputs(self, harness: "Harness", sample: "VideoSample", holder: dict[str, Any] | None = None):
         """(info, clip at the method's resolution)."""
         frames = sample.load_frames_checked(self.config.protocol, holder)
         kept = ReplayProtocol.kept_frames(frames.shape[0])
@@ -94,7 +94,7 @@ class ReconstructionTask(Task):
         return info, clip
 
     def warm_up(self, harness: "Harness", sample: "VideoSample") -> None:
-        info, clip = self.inputs(harness, sample)
+        info, clip = self.clip_inputs(harness, sample)
         harness.method.reset(replace(info, num_context=21))
         list(harness.method.reconstruct(clip[:21].to(harness.device)))  # two blocks
 
@@ -102,7 +102,7 @@ class ReconstructionTask(Task):
         part: MemoryPart = record.part  # type: ignore[assignment]
         harness.stage_name = "load"
         t0 = time.perf_counter()
-        info, clip = self.inputs(harness, sample)
+        info, clip = self.clip_inputs(harness, sample)
         record.seed = info.seed
         part.num_frames, part.height, part.width, part.prompt = clip.shape[0], info.height, info.width, info.prompt
         harness.stage("input", time.perf_counter() - t0)
