@@ -26,6 +26,7 @@ from magbench.reports import fmt, plots
 
 PAPER_FILE = "paper_memory_model.json"
 MEMORY_TASKS = ("memory-recall", "memory-reconstruction")
+PRIMARY = "recall_psnr"  # what these tasks' sections rank by (the tasks' primary_metric)
 AGE_KEYS = (("psnr", "recall_psnr", True), ("ssim", "recall_ssim", True), ("lpips", "recall_lpips", False),
             ("latent_mse", "recall_latent_mse", False))
 MAX_TABLE_BLOCKS = 16

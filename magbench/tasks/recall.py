@@ -49,7 +49,7 @@ class RecallTask(Task):
 
     def identity(self) -> dict[str, Any]:
         # The context is the replay protocol's: its switch fraction and fps policy decide it.
-        return {"name": self.name, "protocol": self.config.protocol.to_dict()}
+        return {"name": self.name, "context_protocol": self.config.protocol.to_dict()}
 
     def protocol_id(self) -> str:
         p = self.config.protocol
