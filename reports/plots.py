@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from magbench.reports import fmt
 
@@ -323,16 +323,20 @@ def rate_distortion(points: Sequence[RatePoint], key: str, hib: bool | None, sty
         if not (fmt.is_missing(p.low) or fmt.is_missing(p.high)):
             ax.errorbar([p.bytes_per_frame], [p.mean], yerr=[[max(p.mean - p.low, 0)], [max(p.high - p.mean, 0)]], fmt="none",
                         ecolor=st.color, elinewidth=1, capsize=2, zorder=2)
-        ax.annotate(f"{p.label}\n{fmt.nbytes(p.bytes_per_frame)}/frame", (p.bytes_per_frame, p.mean), xytext=(8, 4),
+        ax.scatter([], [], s=40, color=st.color, marker="o" if st.kind == "method" else ("s" if st.kind == "floor" else "D"), label=p.label)
+        ax.annotate(f"{fmt.nbytes(p.bytes_per_frame)}/frame", (p.bytes_per_frame, p.mean), xytext=(8, 4),
                     textcoords="offset points", fontsize=7.5, color=TEXT)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt.nbytes(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("memory bytes per memorised frame (log)", fontsize=9)
     ax.set_ylabel(f"{key} ({direction(hib)})" if hib is not None else key, fontsize=9)
     ax.margins(x=0.3, y=0.2)
     if hib is False:
         ax.invert_yaxis()  # better is up
     ax.set_title(title, fontsize=10, loc="left", color=TEXT, pad=12)
+    _legend_below(ax, len(pts))
     _style_axes(ax)
     fig.tight_layout()
     return to_data_uri(fig)
