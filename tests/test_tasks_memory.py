@@ -110,11 +110,28 @@ def test_recall_task_records_per_block_scores(tmp_path):
     assert line["task"] == "memory-recall" and line["block_psnr"] == part.block_psnr
 
 
-def test_reconstruction_task_runs_mag_and_reuses_the_first_caption_on_request(tmp_path):
+def test_reconstruction_task_runs_mag(tmp_path):
     rec = _run(tmp_path, "memory-reconstruction", "mag", **TINY)
-    assert rec.part.block_psnr and rec.part.memory_bytes > 0
-    reuse = _run(tmp_path / "reuse", "memory-reconstruction", "mag", task_options={"reference_caption_reuse": True}, **TINY)
-    assert reuse.part.prompt == rec.part.prompt  # the first selected sample is this sample
+    part = rec.part
+    assert part.block_psnr and part.prompt == rec.caption and part.num_frames % 12 == 9
+    assert part.memory_bytes > 0 and rec.timing.extras["reconstruct_s"] > 0
+
+
+def test_reference_caption_reuse_gives_every_sample_the_first_selected_caption():
+    """The reference's MemoryModelPipeline keeps the first video's caption embedding; with the
+    option every sample gets the caption of the run's first selected sample, whatever runs first."""
+    from types import SimpleNamespace
+
+    samples = [SimpleNamespace(caption=f"caption {i}") for i in range(3)]
+    harness = SimpleNamespace(selected_samples=lambda: samples)
+    cls = TASKS.get("memory-reconstruction")
+    reuse = cls(RunConfig(method="mag", task="memory-reconstruction", task_options={"reference_caption_reuse": True}))
+    own = cls(RunConfig(method="mag", task="memory-reconstruction"))
+    assert [reuse._caption(harness, s) for s in reversed(samples)] == ["caption 0"] * 3
+    assert [own._caption(harness, s) for s in samples] == ["caption 0", "caption 1", "caption 2"]
+    assert reuse.protocol_id() != own.protocol_id()  # never pooled
+    with pytest.raises(MagbenchError, match="reference_caption_reuse"):
+        cls(RunConfig(method="mag", task="memory-reconstruction", task_options={"reference_caption_reuse": "maybe"}))
 
 
 def test_vae_roundtrip_is_the_ceiling_of_latent_mse(tmp_path):
