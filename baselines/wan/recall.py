@@ -50,19 +50,32 @@ class RecallView:
     """A KV memory seen by a pass that regenerates an old block: every pass is planned as the
     non-committing pass of the block that would come next (frame ``next_start``), whatever
     position the model gives the block's own queries and keys. So the block attends to exactly
-    what the memory holds, plus itself, and nothing held changes."""
+    what the memory holds, plus itself, and nothing held changes.
+
+    The block's RoPE position is the one the next block would get moved back by the block's
+    distance in the clip (:meth:`rope_frame`): its absolute position for the policies that keep
+    keys rotated at their own positions; for the policies that rotate held keys relative to their
+    window (:mod:`.rope_memory`, ``rotates_keys``) the same distance from the held frames as the
+    next block's, less the block's age."""
 
     def __init__(self, memory: "KVMemory", next_start: int) -> None:
         self.memory = memory
         self.next_start = next_start
+        self.rotates_keys = memory.rotates_keys
+
+    def rope_frame(self, start_frame: int, n_frames: int) -> int:
+        return self.memory.rope_frame(self.next_start, n_frames) - (self.next_start - start_frame)
+
+    def use_rope(self, rope, grid: tuple[int, int]) -> None:
+        self.memory.use_rope(rope, grid)  # type: ignore[attr-defined]
 
     def begin(self, start_frame: int, n_frames: int, frame_tokens: int, commit: bool) -> None:
         if commit:
             raise ValueError("recall only reads the memory")
         self.memory.begin(self.next_start, n_frames, frame_tokens, False)
 
-    def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.memory.attend(layer, k, v)
+    def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor, *raw_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.memory.attend(layer, k, v, *raw_k)
 
     def after_attention(self, layer: int) -> None:
         self.memory.after_attention(layer)
@@ -76,7 +89,7 @@ def _network_and_context(method: "_WanMethod"):
     sampler = method.sampler
     if method.memory_model is not None:
         sample = method.sample
-        prompt = sample.prompt if (sample is not None and method.opts["use_prompt"]) else ""
+        prompt = sample.prompt if (sample is not None and method.opts.use_prompt) else ""
         embeds = method.text.embed_many([prompt])[0]
         return method.memory_model, method.memory_model.context_kv(embeds)
     return method.generator, sampler._gen_ctx

@@ -148,6 +148,11 @@ class _WholeSequence:
     """The KV-memory protocol of :class:`CausalWan` for a pass that keeps nothing: every layer
     attends to its own whole K/V (the mask is the attention kernel's business)."""
 
+    rotates_keys = False  # keys reach attend() rotated at their own positions (the pass's RoPE)
+
+    def rope_frame(self, start_frame: int, n_frames: int) -> int:
+        return start_frame
+
     def begin(self, start_frame: int, n_frames: int, frame_tokens: int, commit: bool) -> None:
         if commit:
             raise ValueError("a reconstruction pass commits nothing")
@@ -292,7 +297,7 @@ def reconstruct_for(method, frames: torch.Tensor) -> Iterator["RecalledBlock"]:
         raise MagbenchError(f"{method.name}: reconstruct() needs reset(sample) first")
     blocks = whole_blocks_or_fail(f"{method.name}: memory-reconstruction", frames.shape[0])
     network = method.memory_model if method.memory_model is not None else method.generator
-    prompt = sample.prompt if method.opts["use_prompt"] else ""
+    prompt = sample.prompt if method.opts.use_prompt else ""
     embeds = method.text.embed_many([prompt])[0]
     h, w = frames.shape[-2] // 8, frames.shape[-1] // 8
     method._reconstruction_bytes = compressed_memory_bytes(network, blocks, h, w)
