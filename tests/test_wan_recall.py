@@ -122,7 +122,9 @@ def test_mag_memory_gives_back_the_kept_frame_of_each_block(clip):
 def test_recall_reads_the_memory_and_leaves_generation_as_it_was(clip):
     """Recall changes nothing the method keeps: the memory's bytes and frames, and the blocks
     a later generate() yields (real tiny random weights)."""
-    for name in ("mag", "causvid"):  # the memory model's path; the rollouts' (self-forcing's is mag's without it)
+    # the memory model's path; the rollouts'; a memory that rotates held keys on read (self-forcing's
+    # path is mag's without the memory model)
+    for name in ("mag", "causvid", "reward-forcing"):
         plain = _method(name, copier=False)
         plain.reset(_info())
         plain.memorize(clip)
