@@ -27,6 +27,7 @@ from markupsafe import Markup
 import magbench
 from magbench.record import SampleRecord
 from magbench.reports import fmt, plots
+from magbench.reports import memory as memory_report
 from magbench.reports.leaderboard import Group, Leaderboard, build
 from magbench.reports.paper import html_context as paper_section
 from magbench.reports.previews import PreviewError, load_preview, png_uri, side_by_side_gif_uri
@@ -118,6 +119,9 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
     styles = plots.styles_for([(r.label, r.kind) for r in rows])
     keys = [k for k in lb.metric_keys if any(not fmt.is_missing(r.values.get(f"{k}_mean")) for r in rows)]
     primary = lb.primary if lb.primary in keys else (keys[0] if keys else None)
+    task = str(lb.frame.iloc[idx[0]].to_dict().get("task") or "magbench-replay")
+    if task in memory_report.MEMORY_TASKS and memory_report.PRIMARY in keys:
+        primary = memory_report.PRIMARY  # the replay's primary (LPIPS) is not what these tasks rank by
     if primary:
         keys.remove(primary)
         keys.insert(0, primary)
@@ -147,7 +151,10 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
             for k in keys
         ],
         "scatter": _scatter(rows, keys, info, styles),
-        "retention": _retention(rows, primary, info, styles),
+        # The memory tasks' curves are by block age, not by frames since a switch (reports/memory.py).
+        "retention": [] if task in memory_report.MEMORY_TASKS else _retention(rows, primary, info, styles),
+        "memory": memory_report.section(task, [(r.label, r.kind, r.group.ok_records) for r in rows])
+        if task in memory_report.MEMORY_TASKS else None,
         "kv": plots.kv_chart(
             {r.label: [((rec.memory.frames_per_block if rec.memory else []), (rec.memory.kv_bytes_per_block if rec.memory else []))
                        for rec in r.group.ok_records] for r in rows},

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Optional
 import torch
 
 from magbench.errors import MagbenchError
-from magbench.method import Method, MethodNeeds, SampleInfo
+from magbench.method import Method, MethodNeeds, RecalledBlock, SampleInfo
 from magbench.options import MethodOptions, option
 from magbench.registry import register_method
 
@@ -251,6 +251,8 @@ class _WanMethod(Method):
         self._gt_pending: torch.Tensor | None = None  # ground-truth latents not yet a whole block
         self._gt_memory_s = 0.0
         self._gt_frames = 0
+        self._memorised: list[torch.Tensor] = []  # clean context blocks: recall's latent reference only
+        self._reconstruction_bytes: int | None = None  # set by reconstruct() (mag)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -268,6 +270,7 @@ class _WanMethod(Method):
             block = self._pending[:, i : i + BLOCK_FRAMES]
             self.sampler.commit(block)
             self._dec.push(block)  # brings the decoder's causal cache to where the context ends
+            self._memorised.append(block)
         self._pending = self._pending[:, whole:]
 
     @torch.no_grad()
@@ -279,6 +282,7 @@ class _WanMethod(Method):
                 f"{self.name}: the context ({n_ctx} frames) must be 12a-3 pixel frames (whole 3-latent blocks) "
                 "and at least 9 frames"
             )
+        self._memorised = []  # recall's reference latents are not needed past the context
         produced, decode_s, transformer_s = 0, 0.0, 0.0
         while produced < num_frames:
             if self._uncommitted:
@@ -348,6 +352,13 @@ class _WanMethod(Method):
     def derived(self) -> dict[str, Any]:
         # From the options alone (buffers are allocated lazily): known before load.
         return {"memory": self.make_memory(self.model_config().num_layers).describe()}
+
+    def recall(self) -> Iterator[RecalledBlock]:
+        """Task ``memory-recall``: each memorised block regenerated from the memory alone
+        (:mod:`magbench.baselines.wan.recall`)."""
+        from magbench.baselines.wan.recall import recall_memorised
+
+        return recall_memorised(self)
 
     def close(self) -> None:
         for attr in ("generator", "memory_model", "memory", "sampler", "vae", "text"):
@@ -491,6 +502,18 @@ class MagMethod(_WanMethod):
         from magbench.baselines.wan.memory import CompressedMemory
 
         return CompressedMemory(num_layers, slots=self.opts.slots, sink_frames=self.opts.sink_frames, block_frames=BLOCK_FRAMES)
+
+    def reconstruct(self, frames: torch.Tensor) -> Iterator[RecalledBlock]:
+        """Task ``memory-reconstruction``: MAG's own memory-model test, ``inference_compress.py``
+        (:mod:`magbench.baselines.wan.reconstruction`)."""
+        from magbench.baselines.wan.reconstruction import reconstruct_for
+
+        return reconstruct_for(self, frames)
+
+    def memory_bytes(self) -> int:
+        # After reconstruct(): the compressed memory that test rebuilds the clip from.
+        held = getattr(self, "_reconstruction_bytes", None)
+        return super().memory_bytes() if held is None else held
 
 
 @dataclass(frozen=True)

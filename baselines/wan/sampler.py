@@ -304,3 +304,26 @@ class RolloutSampler(BlockSampler):
         elif not self.memory.fits(self.block_frames):
             self._start_rollout(self.memory.carry_frames)
         return super().denoise(noise, step_noise, record)
+
+
+@torch.no_grad()
+def few_step_denoise(
+    flow: Callable[[torch.Tensor, float], torch.Tensor], noise: Callable[[int], torch.Tensor],
+    schedule: FlowSchedule, record: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The steps of :meth:`BlockSampler.denoise` around any flow predictor (the memory tasks'
+    passes: :mod:`.reconstruction`, :mod:`.recall`): ``x = noise(0)``; per timestep
+    ``x0 = x - sigma * flow(x, t)`` (float64, cast back) and, before the next step,
+    ``x = (1 - sigma') x0 + sigma' noise(i + 1)``. Returns the last x0; ``record`` receives each."""
+    steps = schedule.timesteps()
+    sigmas = [schedule.sigma(t) for t in steps]
+    x = noise(0)
+    x0 = x
+    for i, (t, sigma) in enumerate(zip(steps, sigmas)):
+        x0 = (x.double() - sigma * flow(x, t).double()).to(x.dtype)
+        if record is not None:
+            record.append(x0)
+        if i + 1 < len(steps):
+            nxt = sigmas[i + 1]
+            x = ((1 - nxt) * x0.float() + nxt * noise(i + 1).float()).to(x.dtype)
+    return x0

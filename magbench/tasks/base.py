@@ -51,6 +51,9 @@ class Task(ABC):
     Options: ClassVar[type[MethodOptions] | None] = None
     # What the task's records are ranked by when nothing says otherwise (a metric key).
     primary_metric: ClassVar[str | None] = None
+    # Direction and best value of the metric keys the task itself writes (beside its metrics'),
+    # for the manifest's ``key_info`` (leaderboards, reports).
+    key_info: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: "RunConfig") -> None:
         self.config = config
