@@ -8,5 +8,5 @@ metric is constructed, so this import stays cheap, and are shared between the me
 (:mod:`magbench.metrics.backbones`: one AlexNet per weights and device).
 """
 
-from magbench.metrics import bestmatch, consistency, correspondence, reconstruction  # noqa: F401
+from magbench.metrics import bestmatch, consistency, correspondence, reconstruction, vbench_long  # noqa: F401
 from magbench.metrics.weights import ALEXNET, CLIP, DINO  # noqa: F401
