@@ -74,6 +74,7 @@ class _WanMethod(Method):
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
     resolution: ClassVar[tuple[int, int] | None] = (480, 832)
     defaults: ClassVar[dict[str, Any]] = COMMON_OPTIONS
+    text_to_video: ClassVar[bool] = True  # from the prompt alone, no memorize (task long-video)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A subclass's ``defaults`` lists its own options; every Wan method also takes the common ones.
@@ -220,7 +221,8 @@ class _WanMethod(Method):
     @torch.no_grad()
     def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
         pending = 0 if self._pending is None else self._pending.shape[1]
-        if self.sampler.frame == 0 or pending or self._enc.pending_frames:
+        no_context = self.sampler.frame == 0 and self.sample is not None and self.sample.num_context == 0
+        if (self.sampler.frame == 0 and not no_context) or pending or self._enc.pending_frames:
             n_ctx = self.sample.num_context if self.sample else "?"
             raise MagbenchError(
                 f"{self.name}: the context ({n_ctx} frames) must be 12a-3 pixel frames (whole 3-latent blocks) "
