@@ -168,3 +168,17 @@ class Interrupted(ReplayContext):
 
 def not_a_method() -> None:
     """A function where a Method class is expected."""
+
+
+# -- tasks -------------------------------------------------------------------------------------------
+from magbench.tasks.base import Task  # noqa: E402
+
+
+class NeedsRecall(Task):
+    """A task a sanity method cannot run: it needs the recall capability."""
+
+    description = "test task needing Method.recall"
+    requires = frozenset({"recall"})
+
+    def run_sample(self, harness, sample, record):  # pragma: no cover - refused before any work
+        raise AssertionError("never reached")
