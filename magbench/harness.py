@@ -152,7 +152,8 @@ class RunScope:
 
     def __init__(self, config: RunConfig, dataset: Dataset | None = None) -> None:
         self.config = config
-        self.dataset = dataset if dataset is not None else load_dataset(config.dataset)
+        loaded = dataset if dataset is not None else load_dataset(config.dataset)
+        self.dataset = TASKS.get(config.task).prepare_dataset(config, loaded)
         self.run_dir = RunDir(config.run_path())
 
     def selected_samples(self) -> list[VideoSample]:
@@ -200,7 +201,7 @@ class Harness:
         self.dtype_name = config.resolved_dtype(self.device)
         self.task = create_task(config)
         self.method = create_method(config.method, **config.method_options)
-        self.metric_names, self._default_metrics = select_metrics(config.metrics)
+        self.metric_names, self._default_metrics = select_metrics(config.metrics, self.task.default_metrics)
         # Check weights before anything heavy: an offline user hears at once what is missing.
         missing = self.method.missing_weights()
         if missing:
@@ -216,7 +217,8 @@ class Harness:
         torch.manual_seed(config.seed)
         try:
             self.metrics, self.skipped_metrics = create_metrics(
-                self.metric_names, self.device, config.metric_options, self._default_metrics
+                self.metric_names, self.device, self.task.metric_options(config.metric_options, self.method),
+                self._default_metrics,
             )
         except ModuleNotFoundError as exc:
             raise missing_package_error("a metric", exc) from None

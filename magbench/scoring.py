@@ -20,10 +20,13 @@ from magbench.record import SampleRecord
 from magbench.registry import METRICS
 
 
-def select_metrics(names: list[str] | None) -> tuple[list[str], bool]:
-    """Metric names to run and whether they are the default set (which may skip missing weights)."""
+def select_metrics(names: list[str] | None, default: tuple[str, ...] | None = None) -> tuple[list[str], bool]:
+    """Metric names to run and whether they are the default set (which may skip missing weights).
+    ``default``: a task's own default set (None: the metrics marked ``default``)."""
     available = METRICS.names()
     if names is None:
+        if default is not None:
+            return list(default), True
         return [n for n in available if METRICS.get(n).default], True
     if names == ["all"]:
         return available, False
