@@ -213,6 +213,9 @@ class Harness:
         if self.method.needs.gpu and not self.device.startswith("cuda"):
             log.warning("method %r is meant for a GPU; on %s it will be slow", config.method, self.device)
         configure_determinism()  # no timing-based cuDNN choice, no TF32 (magbench/determinism.py)
+        self.scope = RunScope(config)
+        self.dataset: Dataset = self.scope.dataset
+        self.task.check_dataset(self.dataset)  # a dataset the task cannot use: before any backbone loads
         # Random-weight backbones (tests, benchmarks) must be the same in every process.
         torch.manual_seed(config.seed)
         try:
@@ -222,9 +225,6 @@ class Harness:
             )
         except ModuleNotFoundError as exc:
             raise missing_package_error("a metric", exc) from None
-        self.scope = RunScope(config)
-        self.dataset: Dataset = self.scope.dataset
-        self.task.check_dataset(self.dataset)
         self.device_baseline: int | None = None  # device memory allocated after load
         self.warmup: dict[str, Any] | None = None
         self.stage_name = "load"  # the stage of the sample in progress (named in a failure)
