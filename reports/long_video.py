@@ -200,7 +200,10 @@ def consistency_chart(runs: Sequence[MethodRun], path: Path) -> None:
         ax.set_title(f"{dim.replace('_', ' ')} per window")
         ax.set_xlabel("video time (s, window start)")
         ax.grid(alpha=0.3)
-    fig.axes[0].legend(fontsize=7)
+    if fig.axes[0].lines:
+        fig.axes[0].legend(fontsize=7)
+    else:
+        fig.axes[0].text(0.5, 0.5, "no scored sample", ha="center", va="center", transform=fig.axes[0].transAxes)
     _save(fig, path)
 
 
@@ -218,7 +221,7 @@ def fps_chart(runs: Sequence[MethodRun], path: Path) -> None:
     ax.set_xlabel("video time (s, window start)")
     ax.set_ylabel("generation FPS")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7)  # the real-time line is always there
     _save(fig, path)
 
 
@@ -243,7 +246,8 @@ def memory_chart(runs: Sequence[MethodRun], path: Path) -> None:
         ax.set_xlabel("generated video (s)")
         ax.set_ylabel("GiB")
         ax.grid(alpha=0.3)
-    ax_kv.legend(fontsize=7)
+    if ax_kv.lines:
+        ax_kv.legend(fontsize=7)
     _save(fig, path)
 
 

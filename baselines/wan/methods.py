@@ -185,9 +185,11 @@ class _WanMethod(Method):
         embeds = self.text.embed_many([prompt, ""])
         h, w = sample.height // 8, sample.width // 8
         self.sampler.reset(embeds[0], empty_embeds=embeds[1], seed=sample.seed, latent_shape=(self.generator.cfg.in_dim, h, w))
+        # Preallocate a replay sample's whole length; a text-to-video horizon (minutes) grows as it
+        # fills instead: full history reserved for 5 minutes would ask for ~350 GB at once.
         if hasattr(self.memory, "reserve"):
             total = (sample.num_context + 3) // 4 + -(-sample.num_target // 4)
-            self.memory.reserve(total + BLOCK_FRAMES)
+            self.memory.reserve(total + BLOCK_FRAMES if sample.num_context else 0)
         self._enc = self.vae.encoder_stream()
         self._dec = self.vae.decoder_stream()
         self._pending: torch.Tensor | None = None  # context latents not yet a whole block

@@ -265,6 +265,8 @@ class LongVideoTask(Task):
         if gen.stop_reason is not None:
             secs = gen.produced / FPS
             raise SampleError(f"{gen.stop_reason} after {gen.produced} of {n} frames ({secs:.1f} s of video): {gen.stop_detail}")
+        if not (self.opts.score and harness.metrics) and not self.config.keep_frames and not self.config.save_videos:
+            return  # efficiency only: the frames are not needed (minutes of them need not be copied)
         frames_u8 = np.concatenate(gen.frames_u8)
         del gen.frames_u8[:]
         if self.opts.score and harness.metrics:
