@@ -148,6 +148,10 @@ def rescore_run(
             f"{rd.path}: `magbench score` re-scores magbench-replay runs; this run is task {task!r}: "
             "re-run it with `magbench run --task ... --metrics ...` into another --out"
         )
+    task = (manifest.get("task") or {}).get("name", "magbench-replay")
+    if task != "magbench-replay":
+        raise MagbenchError(f"{rd.path}: a {task} run; `magbench score` rescores magbench-replay runs only "
+                            "(re-run the task with the metrics wanted)")
     with run_lock(rd.path):  # no run may append while records are rewritten
         cfg = manifest["config"]
         spec = manifest.get("dataset_spec") or cfg["dataset"]["id"]

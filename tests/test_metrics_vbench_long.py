@@ -270,3 +270,29 @@ def test_parity_with_vbench2_beta_long_evaluate(vbl, tmp_path, monkeypatch, cls,
     else:
         assert v0["fused"] == v0["inclip"]
     assert not math.isnan(ours_all)
+
+
+def test_backbone_features_are_reused_for_the_same_frames_and_their_prefix_only():
+    class Count(TinyNet):
+        n = 0
+
+        def forward(self, x):
+            Count.n += x.shape[0]
+            return super().forward(x)
+
+    class Ext(ChunkedExtractor):
+        preprocess = staticmethod(dino_preprocess)
+
+    net = Count().eval()
+    a, b = Ext(net, chunk=4), Ext(net, chunk=4)  # two metrics sharing one backbone
+    video = torch.rand(10, 3, 12, 20, generator=torch.Generator().manual_seed(0))
+    whole = a(video)
+    assert Count.n == 10 and b(video) is whole  # the second metric reads the first's features
+    torch.testing.assert_close(b(video[:6]), whole[:6])  # a prefix view: a slice, no new pass
+    assert Count.n == 10
+    b(video[2:6])  # not a prefix: computed
+    assert Count.n == 14
+    b(video.clone())  # equal values, another tensor: computed
+    video.mul_(0.5)  # changed in place: its version moved, computed again
+    torch.testing.assert_close(a(video), b(video))
+    assert Count.n == 34
