@@ -152,7 +152,8 @@ class RunScope:
 
     def __init__(self, config: RunConfig, dataset: Dataset | None = None) -> None:
         self.config = config
-        self.dataset = dataset if dataset is not None else load_dataset(config.dataset)
+        loaded = dataset if dataset is not None else load_dataset(config.dataset)
+        self.dataset = TASKS.get(config.task).prepare_dataset(config, loaded)
         self.run_dir = RunDir(config.run_path())
 
     def selected_samples(self) -> list[VideoSample]:
@@ -200,7 +201,7 @@ class Harness:
         self.dtype_name = config.resolved_dtype(self.device)
         self.task = create_task(config)
         self.method = create_method(config.method, **config.method_options)
-        self.metric_names, self._default_metrics = select_metrics(config.metrics)
+        self.metric_names, self._default_metrics = select_metrics(config.metrics, self.task.default_metrics)
         # Check weights before anything heavy: an offline user hears at once what is missing.
         missing = self.method.missing_weights()
         if missing:
@@ -212,17 +213,18 @@ class Harness:
         if self.method.needs.gpu and not self.device.startswith("cuda"):
             log.warning("method %r is meant for a GPU; on %s it will be slow", config.method, self.device)
         configure_determinism()  # no timing-based cuDNN choice, no TF32 (magbench/determinism.py)
+        self.scope = RunScope(config)
+        self.dataset: Dataset = self.scope.dataset
+        self.task.check_dataset(self.dataset)  # a dataset the task cannot use: before any backbone loads
         # Random-weight backbones (tests, benchmarks) must be the same in every process.
         torch.manual_seed(config.seed)
         try:
             self.metrics, self.skipped_metrics = create_metrics(
-                self.metric_names, self.device, config.metric_options, self._default_metrics
+                self.metric_names, self.device, self.task.metric_options(config.metric_options, self.method),
+                self._default_metrics,
             )
         except ModuleNotFoundError as exc:
             raise missing_package_error("a metric", exc) from None
-        self.scope = RunScope(config)
-        self.dataset: Dataset = self.scope.dataset
-        self.task.check_dataset(self.dataset)
         self.device_baseline: int | None = None  # device memory allocated after load
         self.warmup: dict[str, Any] | None = None
         self.stage_name = "load"  # the stage of the sample in progress (named in a failure)

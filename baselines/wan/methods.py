@@ -102,6 +102,7 @@ class _WanMethod(Method):
     resolution: ClassVar[tuple[int, int] | None] = (480, 832)
     Options = WanOptions
     opts: WanOptions
+    text_to_video: ClassVar[bool] = True  # from the prompt alone, no memorize (task long-video)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)  # typed, range-checked, unknown options refused (Method)
@@ -237,9 +238,11 @@ class _WanMethod(Method):
         embeds = self.text.embed_many([prompt, ""])
         h, w = sample.height // 8, sample.width // 8
         self.sampler.reset(embeds[0], empty_embeds=embeds[1], seed=sample.seed, latent_shape=(self.generator.cfg.in_dim, h, w))
+        # Preallocate a replay sample's whole length; a text-to-video horizon (minutes) grows as it
+        # fills instead: full history reserved for 5 minutes would ask for ~350 GB at once.
         if hasattr(self.memory, "reserve"):
             total = (sample.num_context + 3) // 4 + -(-sample.num_target // 4)
-            self.memory.reserve(total + BLOCK_FRAMES)
+            self.memory.reserve(total + BLOCK_FRAMES if sample.num_context else 0)
         self._enc = self.vae.encoder_stream()
         self._dec = self.vae.decoder_stream()
         self._pending: torch.Tensor | None = None  # context latents not yet a whole block
@@ -276,7 +279,8 @@ class _WanMethod(Method):
     @torch.no_grad()
     def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
         pending = 0 if self._pending is None else self._pending.shape[1]
-        if self.sampler.frame == 0 or pending or self._enc.pending_frames:
+        no_context = self.sampler.frame == 0 and self.sample is not None and self.sample.num_context == 0
+        if (self.sampler.frame == 0 and not no_context) or pending or self._enc.pending_frames:
             n_ctx = self.sample.num_context if self.sample else "?"
             raise MagbenchError(
                 f"{self.name}: the context ({n_ctx} frames) must be 12a-3 pixel frames (whole 3-latent blocks) "
