@@ -81,6 +81,7 @@ def run(
     fps_policy: str = typer.Option("strict", "--fps-policy", help="Protocol: a csv: dataset's video whose frame rate is not 16 (or whose frame count disagrees with its CSV duration) fails its sample (strict), is resampled to 16 fps (resample) or is used as it is (accept); always flagged in its record. The official MAG-Bench is split as the reference does."),
     no_correspondences: bool = typer.Option(False, "--no-correspondences", help="Ignore dataset correspondences."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed samples again when resuming."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace what the run folder holds (records, frames, previews, videos, manifest) instead of resuming it; without it, finished results are never touched."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress (a bar on a terminal, else a line per sample)."),
     launcher: str = typer.Option("local", "--launcher", help="local (this process) | torchrun (N processes, one per GPU) | slurm (an array job through submitit).", rich_help_panel="Scale-out"),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="Start torchrun with N processes, one per GPU (implies --launcher torchrun).", rich_help_panel="Scale-out"),
@@ -105,6 +106,8 @@ def run(
     from magbench.protocol import ReplayProtocol
     from magbench.runners.launch import LaunchOptions
 
+    if limit is not None and limit < 1:
+        raise MagbenchError(f"--limit {limit} is not allowed; give a number of samples of at least 1 (leave it out to run every sample)")
     config = RunConfig(
         method=method,
         dataset=dataset,
@@ -132,7 +135,7 @@ def run(
         submitit_cluster=submitit_cluster, dry_run=dry_run, wait=wait,
     )
     with _interruptible():
-        _run(config, options, quiet, warn_skipped)
+        _run(config, options, quiet, warn_skipped, overwrite)
 
 
 @contextlib.contextmanager
@@ -145,7 +148,7 @@ def _interruptible():
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def _run(config, options, quiet: bool, warn_skipped) -> None:
+def _run(config, options, quiet: bool, warn_skipped, overwrite: bool = False) -> None:
     from magbench.harness import Harness
     from magbench.runners import distributed
     from magbench.runners.launch import LaunchOptions, launch
@@ -156,8 +159,13 @@ def _run(config, options, quiet: bool, warn_skipped) -> None:
 
         harness = Harness(config)
         warn_skipped(harness)
-        summary, code, message = run_whole(harness, progress=not quiet), 0, None
+        summary, code, message = run_whole(harness, progress=not quiet, overwrite=overwrite), 0, None
     else:  # scale-out options, or started by torchrun
+        if overwrite:
+            from magbench.runners.local import overwrite_before_launch
+
+            # Here, once, before any rank starts: the ranks themselves only ever resume.
+            overwrite_before_launch(config, distributed.detect() is not None)
         result = launch(config, options, progress=not quiet, on_harness=warn_skipped)
         summary, code, message = result.summary, result.exit_code, result.message
     if message:

@@ -39,6 +39,7 @@ from magbench.hub import ARTIFACTS, resolved_commits
 from magbench.instrument import Clock, StageHook, allocated_bytes, run_method
 from magbench.locking import record_lock
 from magbench.method import Method, SampleInfo
+from magbench.options import OptionError
 from magbench.protocol import BLOCK_PIXEL_FRAMES, ReplayProtocol
 from magbench.registry import METHODS
 from magbench.scoring import create_metrics, score, select_metrics
@@ -105,6 +106,8 @@ def create_method(name: str, **options: Any) -> Method:
     cls = METHODS.get(name)  # a registered Method subclass, named by the registry
     try:
         return cls(**options)
+    except OptionError:
+        raise  # already one line naming the option, the value and what is allowed
     except TypeError as exc:
         raise MagbenchError(f"method {name!r}: bad options {options}: {exc}") from exc
 

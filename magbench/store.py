@@ -59,6 +59,7 @@ MANIFEST = "manifest.json"
 RECORDS_GLOB = "samples*.jsonl"
 FATAL = "fatal.json"  # a run's fatal error: {error, error_type, traceback, at}
 FRAMES_DIR = "frames"  # generated frames, lossless, for `magbench score`
+RUN_SUBFOLDERS = (FRAMES_DIR, "previews", "videos", "slurm")  # what --overwrite removes with the files
 
 
 def records_name(rank: int = 0, world_size: int = 1) -> str:
@@ -175,11 +176,33 @@ class RunDir:
                 diff = _diff_config(old.get("config", {}), manifest.get("config", {}))
                 raise RunConfigMismatchError(
                     f"{self.path} holds a run with a different configuration ({diff}); "
-                    "use another --out folder or delete this one"
+                    "use another --out folder, or --overwrite to replace it"
                 )
             return
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.manifest_path, manifest)
+
+    def clear(self) -> list[str]:
+        """Remove what a run left in this folder (manifest, records, kept frames, previews,
+        videos, plan, fatal error, SLURM logs, record locks), for ``--overwrite``; other files
+        stay. Call it holding the exclusive run lock (which stays). Returns the names removed."""
+        import shutil
+
+        if not self.path.is_dir():
+            return []
+        removed = []
+        for p in sorted(self.path.iterdir()):
+            name = p.name
+            known_file = name in (MANIFEST, FATAL, "shards.json") or p.match(RECORDS_GLOB) or (
+                name.startswith(".samples") and name.endswith(".lock"))
+            if p.is_dir() and name in RUN_SUBFOLDERS:
+                shutil.rmtree(p)
+            elif p.is_file() and known_file:
+                p.unlink()
+            else:
+                continue
+            removed.append(name)
+        return removed
 
     def update_manifest(self, **fields: Any) -> None:
         m = self.manifest()
