@@ -396,6 +396,16 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print(INTERRUPTED, highlight=False)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:
+        from rich.markup import escape
+
+        from magbench.errors import storage_error
+
+        err = storage_error(exc)  # a write not wrapped where it happens: still one line, path and fix
+        if err is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":

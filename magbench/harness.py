@@ -34,7 +34,7 @@ from magbench.data import Dataset, VideoSample, load_dataset
 from magbench.data.video_io import resize_frames, to_float_frames, to_uint8_frames, write_video
 from magbench.determinism import configure as configure_determinism
 from magbench.environment import git_commit, hardware, package_versions
-from magbench.errors import MagbenchError, MissingWeightsError, SampleError
+from magbench.errors import MagbenchError, MissingWeightsError, SampleError, StorageError
 from magbench.hub import ARTIFACTS, resolved_commits
 from magbench.instrument import Clock, StageHook, allocated_bytes, run_method
 from magbench.locking import record_lock
@@ -443,6 +443,8 @@ class Harness:
             self._save(record, sample, target, generated, frames_u8, info.fps)
             self._stage("save", time.perf_counter() - t0)
             record["status"] = "ok"
+        except StorageError:
+            raise  # a read-only or full disk is the run's error, not this sample's: every later write fails too
         except (SampleError, MagbenchError) as exc:
             record.update(error=f"{stage}: {exc}", error_type=type(exc).__name__)
         except torch.cuda.OutOfMemoryError as exc:
@@ -467,12 +469,19 @@ class Harness:
         from magbench.reports.previews import write_preview
 
         path = self.run_dir.path
-        record["preview"] = write_preview(path, sample.sample_id, target, generated, record.get("extra", {}).get("bestmatch_indices"))
-        record["frames"] = save_frames(path, sample.sample_id, frames_u8) if self.config.keep_frames else None
-        if self.config.save_videos:
-            rel = Path("videos") / f"{safe_name(sample.sample_id)}.mp4"
-            write_video(path / rel, frames_u8, fps=fps)
-            record["video"] = rel.as_posix()
+        try:
+            record["preview"] = write_preview(path, sample.sample_id, target, generated, record.get("extra", {}).get("bestmatch_indices"))
+            record["frames"] = save_frames(path, sample.sample_id, frames_u8) if self.config.keep_frames else None
+            if self.config.save_videos:
+                rel = Path("videos") / f"{safe_name(sample.sample_id)}.mp4"
+                write_video(path / rel, frames_u8, fps=fps)
+                record["video"] = rel.as_posix()
+        except StorageError:
+            # The sample has no record yet and will be redone: none of its files may stay behind.
+            for key in ("preview", "frames", "video"):
+                if record.get(key):
+                    (path / record.pop(key)).unlink(missing_ok=True)
+            raise
 
 
 # -- helpers -------------------------------------------------------------------------------------

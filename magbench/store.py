@@ -44,6 +44,7 @@ is redone on resume.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -53,7 +54,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from magbench.errors import MagbenchError, RunConfigMismatchError
+from magbench.errors import MagbenchError, RunConfigMismatchError, storage_error
 
 MANIFEST = "manifest.json"
 RECORDS_GLOB = "samples*.jsonl"
@@ -86,20 +87,41 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
+@contextlib.contextmanager
+def writing(path: Path | str, partial: Path | str | None = None) -> Iterator[None]:
+    """Writes to ``path`` inside: a read-only, full-disk or permission error becomes a one-line
+    :class:`~magbench.errors.StorageError` naming the path and the fix, and ``partial`` (a
+    temporary file being written) is removed, so a failed write leaves nothing half-made."""
+    try:
+        yield
+    except OSError as exc:
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                Path(partial).unlink(missing_ok=True)
+        err = storage_error(exc, path)
+        if err is None:
+            raise
+        raise err from None
+    except BaseException:
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                Path(partial).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with writing(path, partial=tmp):
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -179,7 +201,8 @@ class RunDir:
                     "use another --out folder, or --overwrite to replace it"
                 )
             return
-        self.path.mkdir(parents=True, exist_ok=True)
+        with writing(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.manifest_path, manifest)
 
     def clear(self) -> list[str]:
@@ -251,14 +274,17 @@ class RunDir:
         return True
 
     def write_fatal(self, exc: BaseException, tb: str) -> None:
+        """Record why the run stopped; where that cannot be written either (the disk the error
+        was about), the error itself is what the user sees."""
         import datetime as _dt
 
-        atomic_write_json(self.path / FATAL, {
-            "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-            "error_type": type(exc).__name__,
-            "traceback": tb,
-            "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        })
+        with contextlib.suppress(MagbenchError, OSError):
+            atomic_write_json(self.path / FATAL, {
+                "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                "error_type": type(exc).__name__,
+                "traceback": tb,
+                "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            })
 
     def clear_fatal(self) -> None:
         (self.path / FATAL).unlink(missing_ok=True)
@@ -276,8 +302,9 @@ class RecordWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair_tail()
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._repair_tail()
 
     def _repair_tail(self) -> None:
         # A line cut by a kill would glue itself to our next record: end it first.
@@ -292,15 +319,24 @@ class RecordWriter:
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(_finite(record), sort_keys=True, default=_json_default) + "\n"
         data = line.encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            # One write(2) of the whole line: O_APPEND keeps concurrent appenders' lines whole.
-            written = os.write(fd, data)
-            while written < len(data):
-                written += os.write(fd, data[written:])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with writing(self.path):
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                start = os.fstat(fd).st_size  # one writer per file (its record lock): the line starts here
+                try:
+                    # One write(2) of the whole line: O_APPEND keeps concurrent appenders' lines whole.
+                    written = os.write(fd, data)
+                    while written < len(data):
+                        written += os.write(fd, data[written:])
+                    os.fsync(fd)
+                except OSError:
+                    # A full disk may take part of the line: cut it off, so the file ends with the
+                    # last whole record and the sample is simply redone.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
 
 
 def save_frames(run_path: Path, sample_id: str, frames: np.ndarray) -> str:
@@ -309,11 +345,12 @@ def save_frames(run_path: Path, sample_id: str, frames: np.ndarray) -> str:
     run folder."""
     rel = Path(FRAMES_DIR) / f"{safe_name(sample_id)}.npz"
     path = Path(run_path) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, generated=np.ascontiguousarray(frames, dtype=np.uint8))
-    os.chmod(tmp, file_mode())
-    os.replace(tmp, path)
+    with writing(path, partial=tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(tmp, generated=np.ascontiguousarray(frames, dtype=np.uint8))
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
     return rel.as_posix()
 
 
