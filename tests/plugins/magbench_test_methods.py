@@ -168,3 +168,20 @@ class Interrupted(ReplayContext):
 
 def not_a_method() -> None:
     """A function where a Method class is expected."""
+
+
+# -- output outside the contract (floating point in [0, 1]) ---------------------------------------
+class Uint8Frames(ReplayContext):
+    """Yields 8-bit frames (0..255) instead of floats in [0, 1]."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        for block in super().generate(num_frames):
+            yield block.mul(255).round().to(torch.uint8)
+
+
+class SignedFrames(ReplayContext):
+    """Yields floats in [-5, 5]: a wrong value convention."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        for block in super().generate(num_frames):
+            yield block * 10 - 5
