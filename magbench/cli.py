@@ -225,7 +225,7 @@ def _print_summary(summary) -> None:
     for k in keys:
         vals = [r["metrics"][k] for r in recs if r["metrics"].get(k) is not None]
         table.add_row(k, f"{np.mean(vals):.4f}" if vals else "-")
-    for key, label in (("fps", "generation fps"), ("e2e_fps", "end-to-end fps")):
+    for key, label in (("e2e_fps", "end-to-end fps"), ("fps", "generation fps")):
         vals = [r["timing"][key] for r in recs if (r.get("timing") or {}).get(key)]
         if vals:
             table.add_row(label, f"{np.mean(vals):.1f}")

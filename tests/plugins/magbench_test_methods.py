@@ -13,7 +13,7 @@ from typing import Iterator
 
 import torch
 
-from magbench.baselines.sanity import ReplayContext
+from magbench.baselines.sanity import HoldFirst, ReplayContext
 from magbench.method import Method, SampleInfo
 
 
@@ -185,3 +185,11 @@ class SignedFrames(ReplayContext):
     def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
         for block in super().generate(num_frames):
             yield block * 10 - 5
+
+
+class FrozenContender(HoldFirst):
+    """Declares itself a method but holds the first context frame (hold-first's output)."""
+
+    description = "A frozen first frame that claims to be a method."
+    kind = "method"
+    bounds = {}
