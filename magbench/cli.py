@@ -65,7 +65,8 @@ def _metric_list(metrics: str | None) -> list[str] | None:
 @app.command()
 def run(
     method: str = typer.Option(..., "--method", "-m", help="Registered name (see `magbench methods`) or package.module:Class."),
-    dataset: str = typer.Option("synthetic", "--dataset", "-d", help="synthetic | magbench | csv:PATH | synthetic:PATH"),
+    task: str = typer.Option("magbench-replay", "--task", "-t", help="What to measure (see `magbench tasks`)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="synthetic | magbench | csv:PATH | synthetic:PATH | prompts:PATH (default: the task's, see `magbench tasks`)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/METHOD__DATASET). Re-running resumes."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Only the first N samples."),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric names, or 'all' (default: the default set, see `magbench metrics`)."),
@@ -76,6 +77,9 @@ def run(
     keep_frames: bool = typer.Option(True, "--keep-frames/--no-keep-frames", help="Keep the generated frames (lossless, RUN/frames/) so `magbench score` can add metrics later."),
     opt: List[str] = typer.Option([], "--opt", help="Method option KEY=VALUE (repeatable)."),
     metric_opt: List[str] = typer.Option([], "--metric-opt", help="Metric option METRIC.KEY=VALUE (repeatable)."),
+    task_opt: List[str] = typer.Option([], "--task-opt", help="Task option KEY=VALUE (repeatable; see `magbench tasks`)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Frames to generate (tasks that generate from text, e.g. long-video); same as --task-opt frames=N."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Seconds to generate at 16 fps (long-video); same as --task-opt seconds=S."),
     switch_fraction: float = typer.Option(0.75, "--switch-fraction", help="Protocol: fraction of the duration before the switch (official 0.75)."),
     memory_source: str = typer.Option("generated", "--memory-source", help="Protocol: the method's memory of generated spans is written from its own output (generated, the paper's history context) or from the ground truth (ground-truth, the paper's GT context)."),
     fps_policy: str = typer.Option("strict", "--fps-policy", help="Protocol: a csv: dataset's video whose frame rate is not 16 (or whose frame count disagrees with its CSV duration) fails its sample (strict), is resampled to 16 fps (resample) or is used as it is (accept); always flagged in its record. The official MAG-Bench is split as the reference does."),
@@ -108,9 +112,18 @@ def run(
 
     if limit is not None and limit < 1:
         raise MagbenchError(f"--limit {limit} is not allowed; give a number of samples of at least 1 (leave it out to run every sample)")
+    from magbench.tasks import TASKS
+
+    task_options = parse_options(task_opt)
+    if frames is not None:
+        task_options["frames"] = frames
+    if seconds is not None:
+        task_options["seconds"] = seconds
     config = RunConfig(
         method=method,
-        dataset=dataset,
+        task=task,
+        task_options=task_options,
+        dataset=dataset if dataset is not None else TASKS.get(task).default_dataset,
         out=out,
         method_options=parse_options(opt),
         metrics=_metric_list(metrics),
@@ -211,10 +224,10 @@ def score(
 def _print_summary(summary) -> None:
     import numpy as np
 
-    recs = [r for r in summary.records if r.get("status") == "ok"]
+    recs = [r for r in summary.records if r.ok]
     keys: list[str] = []
     for r in recs:
-        keys += [k for k in r.get("metrics", {}) if k not in keys]
+        keys += [k for k in r.metrics if k not in keys]
     console.print(
         f"[bold]{summary.run_dir}[/]: {summary.ok} ok, {summary.failed} failed "
         f"({summary.done_before} already done before this invocation)"
@@ -223,10 +236,10 @@ def _print_summary(summary) -> None:
     table.add_column("metric")
     table.add_column("mean", justify="right")
     for k in keys:
-        vals = [r["metrics"][k] for r in recs if r["metrics"].get(k) is not None]
+        vals = [r.metrics[k] for r in recs if r.metrics.get(k) is not None]
         table.add_row(k, f"{np.mean(vals):.4f}" if vals else "-")
     for key, label in (("e2e_fps", "end-to-end fps"), ("fps", "generation fps")):
-        vals = [r["timing"][key] for r in recs if (r.get("timing") or {}).get(key)]
+        vals = [r.timing.get(key) for r in recs if r.timing is not None and r.timing.get(key)]
         if vals:
             table.add_row(label, f"{np.mean(vals):.1f}")
     console.print(table)
@@ -235,8 +248,34 @@ def _print_summary(summary) -> None:
         what = "the method's warmup()" if w["kind"] == "hook" else f"one untimed block of {w['sample_id']}"
         console.print(f"warm-up: {what}, {w['seconds']:.1f} s" + (f" (failed: {w['error']})" if w.get("error") else ""), highlight=False)
     for r in summary.records:
-        if r.get("status") != "ok":
-            err_console.print(f"[red]failed[/] {r['sample_id']}: {r.get('error')}")
+        if not r.ok:
+            err_console.print(f"[red]failed[/] {r.sample_id}: {r.error}")
+
+
+@app.command()
+def tasks() -> None:
+    """List tasks: name, what it measures, what a method must support, its default dataset."""
+    from magbench.registry import METHODS
+    from magbench.tasks import TASKS
+
+    table = Table()
+    for col in ("name", "measures", "method needs", "default dataset", "methods able"):
+        table.add_column(col)
+    method_caps = {n: METHODS.get(n).capabilities() for n in METHODS.names()}
+    for name in TASKS.names():
+        cls = TASKS.get(name)
+        able = [m for m, caps in method_caps.items() if cls.requires <= caps]
+        table.add_row(name, cls.description, ", ".join(sorted(cls.requires)), cls.default_dataset,
+                      str(len(able)) + (f" ({', '.join(able[:4])}{', ...' if len(able) > 4 else ''})" if able else ""))
+    console.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the per-sample record schema (generated from magbench/record.py and each task's part)."""
+    from magbench.record import schema_text
+
+    console.print(schema_text(), markup=False, highlight=False)
 
 
 @app.command()

@@ -1,9 +1,9 @@
-"""The harness: one method over a dataset into a run folder.
+"""The harness: one method, one task, a dataset, into a run folder.
 
-Per sample: split by the replay protocol, ``reset`` -> ``memorize(context)`` ->
-``generate(len(target))`` (every method call timed, device-synchronised:
-:mod:`magbench.instrument`) -> score (:mod:`magbench.scoring`) -> append one record
-(:mod:`magbench.store`). A failure in one sample (bad video, exception, out of memory, NaN output,
+Per sample the task (:mod:`magbench.tasks`; default ``magbench-replay``: split by the replay
+protocol, ``reset`` -> ``memorize(context)`` -> ``generate(len(target))``, every method call
+timed, device-synchronised: :mod:`magbench.instrument`; score: :mod:`magbench.scoring`) fills
+one typed record (:mod:`magbench.record`), which the harness appends (:mod:`magbench.store`). A failure in one sample (bad video, exception, out of memory, NaN output,
 unscorable frames) is recorded as that sample's failure and the run goes on; a failure of the run
 itself (the method cannot load, say) is recorded in ``RUN/fatal.json``.
 
@@ -22,28 +22,29 @@ import sys
 import time
 import traceback
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 import magbench
 from magbench.data import Dataset, VideoSample, load_dataset
-from magbench.data.video_io import resize_frames, to_float_frames, to_uint8_frames, write_video
 from magbench.determinism import configure as configure_determinism
 from magbench.environment import git_commit, hardware, package_versions
 from magbench.errors import MagbenchError, MissingWeightsError, SampleError, StorageError
 from magbench.hub import ARTIFACTS, resolved_commits
-from magbench.instrument import Clock, StageHook, allocated_bytes, run_method
+from magbench.instrument import Clock, StageHook, allocated_bytes
 from magbench.locking import record_lock
-from magbench.method import Method, SampleInfo
+from magbench.method import Method
+from magbench.protocol import ReplayProtocol
+from magbench.record import SampleRecord
 from magbench.options import OptionError
-from magbench.protocol import BLOCK_PIXEL_FRAMES, ReplayProtocol
 from magbench.registry import METHODS
-from magbench.scoring import create_metrics, score, select_metrics
-from magbench.store import RecordWriter, RunDir, records_name, safe_name, save_frames
+from magbench.scoring import create_metrics, select_metrics
+from magbench.store import RecordWriter, RunDir, records_name, safe_name
+from magbench.tasks import TASKS
+from magbench.tasks.base import Task
 
 log = logging.getLogger("magbench")
 
@@ -55,6 +56,7 @@ EXTRAS = {
     "decord": "decord",
 }
 WARMUP = "each process: one untimed, unscored short sample (the first to run, one block), or the method's warmup()"
+DEFAULT_TASK = "magbench-replay"
 
 
 @dataclass
@@ -73,6 +75,8 @@ class RunConfig:
     keep_frames: bool = True  # RUN/frames/ID.npz: what `magbench score` needs
     protocol: ReplayProtocol = field(default_factory=ReplayProtocol)
     retry_failed: bool = False
+    task: str = DEFAULT_TASK
+    task_options: dict[str, Any] = field(default_factory=dict)  # typed by the task's Options
 
     def resolved_device(self) -> str:
         if self.device == "auto":
@@ -89,12 +93,20 @@ class RunConfig:
         return self.dtype
 
     def run_path(self) -> Path:
-        """The run folder: ``--out``, or ``runs/METHOD__DATASET``."""
-        return Path(self.out) if self.out else default_run_dir(self.method, self.dataset)
+        """The run folder: ``--out``, or ``runs/METHOD__DATASET`` (``runs/METHOD__DATASET__TASK``
+        for a task other than the default)."""
+        return Path(self.out) if self.out else default_run_dir(self.method, self.dataset, self.task)
 
 
-def default_run_dir(method: str, dataset: str) -> Path:
-    return Path("runs") / f"{safe_name(method)}__{safe_name(dataset)}"
+def default_run_dir(method: str, dataset: str, task: str = DEFAULT_TASK) -> Path:
+    suffix = "" if task == DEFAULT_TASK else f"__{safe_name(task)}"
+    return Path("runs") / f"{safe_name(method)}__{safe_name(dataset)}{suffix}"
+
+
+def create_task(config: RunConfig) -> Task:
+    """The run's task, its options checked (one line naming a bad one)."""
+    cls = TASKS.get(config.task)
+    return cls(config)
 
 
 def sample_seed(base: int, sample_id: str) -> int:
@@ -132,7 +144,7 @@ class RunSummary:
     ok: int
     failed: int
     skipped_metrics: dict[str, str]
-    records: list[dict[str, Any]]
+    records: list[SampleRecord]
     warmup: dict[str, Any] | None = None  # this process's warm-up (None: nothing ran here)
 
 
@@ -165,10 +177,10 @@ class RunScope:
         file of the run folder: the same for a one-process and a sharded run."""
         ids = [s.sample_id for s in self.selected_samples()] if sample_ids is None else list(sample_ids)
         wanted = set(ids)
-        recs = [r for r in self.run_dir.records() if r["sample_id"] in wanted] if self.run_dir.path.is_dir() else []
+        recs = [r for r in self.run_dir.records() if r.sample_id in wanted] if self.run_dir.path.is_dir() else []
         return RunSummary(
             run_dir=self.run_dir.path, total=len(wanted), done_before=done_before,
-            ok=sum(r.get("status") == "ok" for r in recs), failed=sum(r.get("status") != "ok" for r in recs),
+            ok=sum(r.ok for r in recs), failed=sum(not r.ok for r in recs),
             skipped_metrics=dict(skipped_metrics or {}), records=recs, warmup=warmup,
         )
 
@@ -189,6 +201,7 @@ class Harness:
         self.stage_hook = stage_hook
         self.device = config.resolved_device()
         self.dtype_name = config.resolved_dtype(self.device)
+        self.task = create_task(config)
         self.method = create_method(config.method, **config.method_options)
         self.metric_names, self._default_metrics = select_metrics(config.metrics)
         # Check weights before anything heavy: an offline user hears at once what is missing.
@@ -198,12 +211,7 @@ class Harness:
                 f"method {config.method!r} needs {', '.join(f'{w.name} ({w.repo_id})' for w in missing)}: "
                 f"run `magbench download --method {config.method}`"
             )
-        source = config.protocol.memory_source
-        if not type(self.method).supports_memory_source(source):
-            raise MagbenchError(
-                f"method {config.method!r} does not support --memory-source {source} "
-                "(it does not implement Method.remember_ground_truth); use --memory-source generated"
-            )
+        self.task.check_method(self.method)  # capabilities the task needs: one line, before any work
         if self.method.needs.gpu and not self.device.startswith("cuda"):
             log.warning("method %r is meant for a GPU; on %s it will be slow", config.method, self.device)
         configure_determinism()  # no timing-based cuDNN choice, no TF32 (magbench/determinism.py)
@@ -217,15 +225,19 @@ class Harness:
             raise missing_package_error("a metric", exc) from None
         self.scope = RunScope(config)
         self.dataset: Dataset = self.scope.dataset
-        self._device_baseline: int | None = None
+        self.task.check_dataset(self.dataset)
+        self.device_baseline: int | None = None  # device memory allocated after load
         self.warmup: dict[str, Any] | None = None
+        self.stage_name = "load"  # the stage of the sample in progress (named in a failure)
 
     # -- identity and manifest -----------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """Everything that determines the records (a change means a different run): the method's
-        resolved options and what it derives from them, the protocol (switch fraction, memory
-        source), the dataset and its revision, the metrics, seed and dtype."""
-        return {
+        resolved options and what it derives from them, the task and its protocol (switch
+        fraction, memory source), the dataset and its revision, the metrics, seed and dtype.
+        The default task's identity is the protocol alone, as before tasks existed, so run
+        folders written then keep their fingerprint and resume."""
+        ident = {
             "method": self.method.config(),
             "method_resolution": list(self.method.resolution) if self.method.resolution else None,
             "dataset": {"id": self.dataset.id, "revision": self.dataset.revision},
@@ -235,6 +247,9 @@ class Harness:
             "seed": self.config.seed,
             "dtype": self.dtype_name,
         }
+        if self.task.name != DEFAULT_TASK:
+            ident["task"] = self.task.identity()
+        return ident
 
     def manifest(self) -> dict[str, Any]:
         ident = self.identity()
@@ -263,6 +278,7 @@ class Harness:
             "artifacts": resolved_commits([*(() if self.config.method_options.get("random_weights") else cls.needs.weights),
                                            None if self.dataset.revision == "local" else ARTIFACTS.get(self.dataset.id)]),
             "protocol": self.config.protocol.to_dict(),
+            "task": self.task.describe(),
             "metrics": [m.name for m in self.metrics],
             "skipped_metrics": self.skipped_metrics,
             "key_info": key_info,
@@ -304,7 +320,7 @@ class Harness:
         self,
         samples: list[VideoSample] | None = None,
         records_file: str | None = None,
-        on_sample: Callable[[dict[str, Any]], None] | None = None,
+        on_sample: Callable[[SampleRecord], None] | None = None,
         progress: bool = True,
     ) -> RunSummary:
         """Run ``samples`` (default: the selected samples) into record file ``records_file``
@@ -335,8 +351,8 @@ class Harness:
             self.method.load(self.device, DTYPES[self.dtype_name])
         except ModuleNotFoundError as exc:
             raise missing_package_error(f"method {self.config.method!r}", exc) from None
-        self._stage("load", time.perf_counter() - t0)
-        self._device_baseline = allocated_bytes(self.device)
+        self.stage("load", time.perf_counter() - t0)
+        self.device_baseline = allocated_bytes(self.device)
         bar = _Progress(len(todo), self.config.method, progress)
         try:
             self.warmup = self.warm_up(todo[0])
@@ -350,138 +366,72 @@ class Harness:
             bar.close()
             self.method.close()
 
-    def _stage(self, stage: str, seconds: float) -> None:
+    def stage(self, stage: str, seconds: float) -> None:
+        """Tell the stage hook (benchmarks) how long a stage took."""
         if self.stage_hook is not None:
             self.stage_hook(stage, seconds)
 
-    def _inputs(self, sample: VideoSample):
-        """A sample's frames split by the protocol, at the method's resolution, and its info."""
-        return self._split(sample, sample.load_frames_checked(self.config.protocol))
-
-    def _split(self, sample: VideoSample, frames: np.ndarray):
-        split = self.config.protocol.split(frames.shape[0], sample.duration_sec, name=str(sample.video_path))
-        video = resize_frames(to_float_frames(frames[: split.kept]), self.method.resolution)
-        seed = sample_seed(self.config.seed, sample.sample_id)
-        info = SampleInfo(
-            sample_id=sample.sample_id, prompt=sample.caption, seed=seed,
-            height=video.shape[-2], width=video.shape[-1], fps=float(self.config.protocol.fps),
-            num_context=split.num_context, num_target=split.num_target,
-            memory_source=self.config.protocol.memory_source,
-            annotations=sample.annotations() if self.method.needs.annotations else None,
-        )
-        return split, info, video[: split.switch], video[split.switch :]
+    def sample_seed(self, sample: VideoSample) -> int:
+        return sample_seed(self.config.seed, sample.sample_id)
 
     def warm_up(self, sample: VideoSample) -> dict[str, Any]:
         """Untimed and unscored, before this process's first timed sample: the method's own
-        ``warmup`` hook, or ``sample`` with a target of one block. Compilation, autotuning and
-        allocator growth land here, not in the first record. A failure is logged and left to
-        the sample itself to record."""
+        ``warmup`` hook, or the task's short version of ``sample`` (one block). Compilation,
+        autotuning and allocator growth land here, not in the first record. A failure is logged
+        and left to the sample itself to record."""
         t0 = time.perf_counter()
         kind = "hook" if type(self.method).has_warmup() else "sample"
         out: dict[str, Any] = {"kind": kind, "sample_id": sample.sample_id}
         try:
-            _, info, context, target = self._inputs(sample)
-            torch.manual_seed(info.seed)
             if kind == "hook":
+                # The hook is told the sample as the task would hand it over (replay: its split).
+                info = self._warmup_info(sample)
+                torch.manual_seed(info.seed)
                 self.method.warmup(info)
             else:
-                short = min(info.num_target, BLOCK_PIXEL_FRAMES)
-                run_method(
-                    self.method, replace(info, num_target=short), context, target[:short],
-                    device=self.device, label=self.config.method,
-                )
+                self.task.warm_up(self, sample)
         except Exception as exc:  # the sample will fail again, and be recorded, if it is bad
             out["error"] = f"{type(exc).__name__}: {exc}"
             log.warning("warm-up on %s failed: %s", sample.sample_id, out["error"])
             if isinstance(exc, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()
         out["seconds"] = time.perf_counter() - t0
-        self._stage("warmup", out["seconds"])
+        self.stage("warmup", out["seconds"])
         return out
 
-    def run_sample(self, sample: VideoSample) -> dict[str, Any]:
+    def _warmup_info(self, sample: VideoSample):
+        inputs = getattr(self.task, "inputs", None)
+        if inputs is not None:
+            return inputs(self, sample)[1]
+        from magbench.method import SampleInfo
+
+        h, w = self.method.resolution or (0, 0)
+        return SampleInfo(sample_id=sample.sample_id, prompt=sample.caption, seed=self.sample_seed(sample),
+                          height=h, width=w, fps=float(self.config.protocol.fps), num_context=0, num_target=0)
+
+    def run_sample(self, sample: VideoSample) -> SampleRecord:
+        """One sample through the task into a record; a failure is the record's, never the run's."""
         t_sample = time.perf_counter()
-        record: dict[str, Any] = {
-            "sample_id": sample.sample_id,
-            "caption": sample.caption,
-            "video_path": str(sample.video_path),
-            "status": "failed",
-            "error": None,
-            "error_type": None,
-        }
-        stage = "load"
+        record = self.task.new_record(sample)
+        self.stage_name = "load"
         try:
-            t0 = time.perf_counter()
-            frames = sample.load_frames_checked(self.config.protocol, record)  # 16 fps check, --fps-policy
-            stage = "split"
-            split, info, context, target = self._split(sample, frames)
-            record.update(
-                memory_source=info.memory_source,
-                seed=info.seed, num_context=split.num_context, num_target=split.num_target,
-                switch_frame=split.switch, height=info.height, width=info.width, fps=info.fps,
-            )
-            ann = sample.annotations()
-            self._stage("input", time.perf_counter() - t0)
-            stage = "generate"
-            torch.manual_seed(info.seed)
-            np.random.seed(info.seed % (2**32))
-            generated, timing, memory = run_method(
-                self.method, info, context, target, device=self.device, clock=self.clock,
-                hook=self.stage_hook, device_baseline=self._device_baseline, label=self.config.method,
-            )
-            timing["warmup"] = (self.warmup or {}).get("kind")
-            record.update(timing=timing, memory=memory, method_extras=dict(self.method.sample_extras()))
-            # Scored as kept: 8-bit frames, so `magbench score` reproduces these values exactly.
-            frames_u8 = to_uint8_frames(generated)
-            generated = to_float_frames(frames_u8)
-            stage = "score"
-            t0 = time.perf_counter()
-            self._score(record, context, target, generated, split.switch, ann)
-            self._stage("score", time.perf_counter() - t0)
-            stage = "save"
-            t0 = time.perf_counter()
-            self._save(record, sample, target, generated, frames_u8, info.fps)
-            self._stage("save", time.perf_counter() - t0)
-            record["status"] = "ok"
+            self.task.run_sample(self, sample, record)
+            record.status = "ok"
         except StorageError:
             raise  # a read-only or full disk is the run's error, not this sample's: every later write fails too
         except (SampleError, MagbenchError) as exc:
-            record.update(error=f"{stage}: {exc}", error_type=type(exc).__name__)
+            record.fail(f"{self.stage_name}: {exc}", type(exc).__name__)
         except torch.cuda.OutOfMemoryError as exc:
-            record.update(error=f"{stage}: out of device memory: {str(exc).splitlines()[0]}", error_type="OutOfMemoryError")
+            record.fail(f"{self.stage_name}: out of device memory: {str(exc).splitlines()[0]}", "OutOfMemoryError")
             torch.cuda.empty_cache()
         except Exception as exc:  # one bad sample never stops the run
             tb = traceback.format_exc(limit=6)
-            record.update(error=f"{stage}: {type(exc).__name__}: {exc}", error_type=type(exc).__name__, traceback=tb)
-        record["finished_at"] = _now()
-        if record["status"] != "ok":
-            log.warning("sample %s failed: %s", sample.sample_id, record["error"])
-        self._stage("sample", time.perf_counter() - t_sample)
+            record.fail(f"{self.stage_name}: {type(exc).__name__}: {exc}", type(exc).__name__, tb)
+        record.finished_at = _now()
+        if not record.ok:
+            log.warning("sample %s failed: %s", sample.sample_id, record.error)
+        self.stage("sample", time.perf_counter() - t_sample)
         return record
-
-    def _score(self, record, context, target, generated, switch: int, ann) -> None:
-        record.update(score(
-            self.metrics, context, target, generated, switch=switch, fps=float(self.config.protocol.fps),
-            annotations=ann, use_correspondences=self.config.protocol.use_correspondences, device=self.device,
-        ))
-
-    def _save(self, record, sample: VideoSample, target, generated, frames_u8, fps: float) -> None:
-        from magbench.reports.previews import write_preview
-
-        path = self.run_dir.path
-        try:
-            record["preview"] = write_preview(path, sample.sample_id, target, generated, record.get("extra", {}).get("bestmatch_indices"))
-            record["frames"] = save_frames(path, sample.sample_id, frames_u8) if self.config.keep_frames else None
-            if self.config.save_videos:
-                rel = Path("videos") / f"{safe_name(sample.sample_id)}.mp4"
-                write_video(path / rel, frames_u8, fps=fps)
-                record["video"] = rel.as_posix()
-        except StorageError:
-            # The sample has no record yet and will be redone: none of its files may stay behind.
-            for key in ("preview", "frames", "video"):
-                if record.get(key):
-                    (path / record.pop(key)).unlink(missing_ok=True)
-            raise
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -506,7 +456,7 @@ class _Progress:
             self._bar.start()
             self._task = self._bar.add_task(label, total=total)
 
-    def advance(self, record: dict[str, Any]) -> None:
+    def advance(self, record: SampleRecord) -> None:
         self.done += 1
         if self._bar is not None:
             self._bar.advance(self._task)
@@ -518,11 +468,11 @@ class _Progress:
             self._bar.stop()
 
 
-def _one_line(record: dict[str, Any]) -> str:
-    if record.get("status") != "ok":
-        return f"{record['sample_id']}: failed: {record.get('error')}"
-    t = record.get("timing") or {}
-    parts = [f"{k} {v:.4g}" for k, v in list((record.get("metrics") or {}).items())[:3] if isinstance(v, (int, float))]
-    if t.get("fps"):
-        parts.append(f"{t['fps']:.1f} fps (end to end {t['e2e_fps']:.1f})")
-    return f"{record['sample_id']}: ok" + (f", {', '.join(parts)}" if parts else "")
+def _one_line(record: SampleRecord) -> str:
+    if not record.ok:
+        return f"{record.sample_id}: failed: {record.error}"
+    t = record.timing
+    parts = [f"{k} {v:.4g}" for k, v in list(record.metrics.items())[:3] if isinstance(v, (int, float))]
+    if t is not None and t.fps:
+        parts.append(f"{t.fps:.1f} fps (end to end {t.e2e_fps:.1f})")
+    return f"{record.sample_id}: ok" + (f", {', '.join(parts)}" if parts else "")

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from magbench.download import missing_weights_message
-from magbench.errors import MissingWeightsError
+from magbench.errors import MagbenchError, MissingWeightsError
+from magbench.record import SampleRecord
 from magbench.registry import METRICS
 
 
@@ -138,6 +139,12 @@ def rescore_run(
 
     rd = RunDir(Path(run_path))
     manifest = rd.manifest()
+    task = (manifest.get("task") or {}).get("name", "magbench-replay")
+    if task != "magbench-replay":
+        raise MagbenchError(
+            f"{rd.path}: `magbench score` re-scores magbench-replay runs; this run is task {task!r}: "
+            "re-run it with `magbench run --task ... --metrics ...` into another --out"
+        )
     with run_lock(rd.path):  # no run may append while records are rewritten
         cfg = manifest["config"]
         spec = manifest.get("dataset_spec") or cfg["dataset"]["id"]
@@ -150,21 +157,21 @@ def rescore_run(
         scored, without = 0, []
         for file in rd.record_files():
             with record_lock(rd.path, file.name):
-                lines: list[dict[str, Any] | str] = []
+                lines: list[SampleRecord | str] = []
                 for raw in file.read_text(encoding="utf-8").splitlines():
                     try:
-                        rec = json.loads(raw)
-                        lines.append(rec if isinstance(rec, dict) and "sample_id" in rec else raw)
+                        data = json.loads(raw)
+                        lines.append(SampleRecord.from_json(data) if isinstance(data, dict) and "sample_id" in data else raw)
                     except ValueError:
                         lines.append(raw)  # a damaged line stays as it was (the sample is redone)
                 for rec in lines:
-                    if not isinstance(rec, dict) or rec.get("status") != "ok":
+                    if not isinstance(rec, SampleRecord) or not rec.ok:
                         continue
-                    sample = by_id.get(rec["sample_id"])
-                    if not rec.get("frames") or sample is None:
-                        without.append(rec["sample_id"])
+                    sample = by_id.get(rec.sample_id)
+                    if not rec.frames or sample is None:
+                        without.append(rec.sample_id)
                         continue
-                    generated = to_float_frames(load_frames(rd.path, rec["frames"]))
+                    generated = to_float_frames(load_frames(rd.path, rec.frames))
                     frames = sample.load_frames_checked(protocol)  # as the run split it (--fps-policy)
                     split = protocol.split(frames.shape[0], sample.duration_sec, name=str(sample.video_path))
                     video = resize_frames(to_float_frames(frames[: split.kept]), tuple(resolution) if resolution else None)
@@ -173,8 +180,9 @@ def rescore_run(
                         fps=float(protocol.fps), annotations=sample.annotations(),
                         use_correspondences=protocol.use_correspondences, device=device,
                     )
-                    for part in ("metrics", "per_frame", "extra"):
-                        rec[part] = {**(rec.get(part) or {}), **new[part]}
+                    rec.metrics.update(new["metrics"])
+                    rec.per_frame.update(new["per_frame"])
+                    rec.extra.update(new["extra"])
                     scored += 1
                 rewrite_records(file, lines)
         # The manifest names the union of metrics; recomputed ones take their new configuration.

@@ -17,26 +17,9 @@ Layout of a run folder::
     RUN/shards.json            the shard plan of a sharded run (runners/sharding.py)
     RUN/slurm/                 submitit logs of a SLURM launch
 
-A record (``status`` "ok" or "failed")::
-
-    {"sample_id", "status", "error", "error_type",
-     "caption", "video_path", "seed", "num_context", "num_target", "switch_frame",
-     "height", "width", "fps",
-     "metrics":   {"psnr": 31.2, "lpips": 0.12, ...},            # scalars for leaderboards
-     "per_frame": {"psnr": [...], ...},                          # index = frames since switch
-     "extra":     {"bestmatch_indices": [...], "seconds_since_leave": [...], ...},
-     "timing":    {"reset_s", "memorize_s", "generate_s", "memory_bytes_s",
-                   "remember_ground_truth_s" (in generate_s; null unless that memory source),
-                   "method_s" (all four), "first_block_s", "block_s": [...], "block_frames": [...],
-                   "fps" (target frames / generate_s), "e2e_fps" (target frames / method_s),
-                   "block_p50_s", "block_p95_s", "warmup", "decode_s"?, "fps_without_decode"?},
-     "memory":    {"peak_device_bytes" (allocated), "peak_device_reserved_bytes",
-                   "device_growth_bytes" (allocated at the end - after load; measured),
-                   "peak_rss_bytes", "kv_bytes_end", "kv_bytes_peak" (self-reported),
-                   "kv_bytes_per_block": [...], "frames_per_block": [...]},
-     "preview": "previews/ID.npz" | null, "frames": "frames/ID.npz" | null,
-     "video": "videos/ID.mp4" | null,
-     "finished_at": ISO time}
+A record is one JSON line: its one definition, common and per-task parts, is
+:class:`magbench.record.SampleRecord` (``magbench schema`` prints it). Readers here return
+typed records; records of every earlier version read.
 
 A SIGKILL can at worst leave one partial last line: readers report and skip it, and the sample
 is redone on resume.
@@ -55,6 +38,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from magbench.errors import MagbenchError, RunConfigMismatchError, storage_error
+from magbench.record import SampleRecord
 
 MANIFEST = "manifest.json"
 RECORDS_GLOB = "samples*.jsonl"
@@ -236,7 +220,7 @@ class RunDir:
     def record_files(self) -> list[Path]:
         return sorted(self.path.glob(RECORDS_GLOB))
 
-    def iter_records(self) -> Iterator[dict[str, Any]]:
+    def iter_records(self) -> Iterator[SampleRecord]:
         """Every parseable record, in file order; damaged lines go to ``self.problems``."""
         self.problems = []
         for file in self.record_files():
@@ -253,14 +237,14 @@ class RunDir:
                         reason = "truncated line (interrupted write)" if truncated else str(exc)
                         self.problems.append(CorruptLine(file, lineno, reason))
                         continue
-                    yield rec
+                    yield SampleRecord.from_json(rec)
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[SampleRecord]:
         """One record per sample (the last one written wins), in first-seen order."""
-        merged: dict[str, dict[str, Any]] = {}
+        merged: dict[str, SampleRecord] = {}
         for rec in self.iter_records():
-            merged.pop(rec["sample_id"], None)
-            merged[rec["sample_id"]] = rec
+            merged.pop(rec.sample_id, None)
+            merged[rec.sample_id] = rec
         return list(merged.values())
 
     def discard_if_empty(self) -> bool:
@@ -290,11 +274,7 @@ class RunDir:
         (self.path / FATAL).unlink(missing_ok=True)
 
     def done_ids(self, include_failed: bool = True) -> set[str]:
-        return {
-            r["sample_id"]
-            for r in self.records()
-            if include_failed or r.get("status") == "ok"
-        }
+        return {r.sample_id for r in self.records() if include_failed or r.ok}
 
 
 class RecordWriter:
@@ -316,8 +296,8 @@ class RecordWriter:
                 with open(self.path, "ab") as f:
                     f.write(b"\n")
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(_finite(record), sort_keys=True, default=_json_default) + "\n"
+    def append(self, record: SampleRecord | dict[str, Any]) -> None:
+        line = record_line(record)
         data = line.encode("utf-8")
         with writing(self.path):
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -365,10 +345,17 @@ def load_frames(run_path: Path, rel: str) -> np.ndarray:
         raise MagbenchError(f"{path}: unreadable kept frames ({exc})") from exc
 
 
-def rewrite_records(path: Path, records: list[dict[str, Any]]) -> None:
-    """Replace record file ``path`` with ``records``, atomically (readers see the old file or
-    the new one). Hold the file's record lock while doing it."""
-    text = "".join(json.dumps(_finite(r), sort_keys=True, default=_json_default) + "\n" for r in records)
+def record_line(record: SampleRecord | dict[str, Any]) -> str:
+    """A record as its JSON line (NaN/Inf as null)."""
+    data = record.to_json() if isinstance(record, SampleRecord) else record
+    return json.dumps(_finite(data), sort_keys=True, default=_json_default) + "\n"
+
+
+def rewrite_records(path: Path, records: list[SampleRecord | dict[str, Any] | str]) -> None:
+    """Replace record file ``path`` with ``records`` (a damaged line given as its text stays
+    as it was), atomically (readers see the old file or the new one). Hold the file's record
+    lock while doing it."""
+    text = "".join(r + "\n" if isinstance(r, str) else record_line(r) for r in records)
     atomic_write_text(Path(path), text)
 
 

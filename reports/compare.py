@@ -83,16 +83,16 @@ def compare(
         raise IncompatibleRunsError(
             f"{a.path} and {b.path} use different protocols ({diff}); re-run one with the other's protocol"
         )
-    ok_a = {r["sample_id"]: r for r in a.ok_records()}
-    ok_b = {r["sample_id"]: r for r in b.ok_records()}
+    ok_a = {r.sample_id: r for r in a.ok_records()}
+    ok_b = {r.sample_id: r for r in b.ok_records()}
     shared = [s for s in ok_a if s in ok_b]
     if not shared:
         raise NoSharedSamplesError(
             f"{a.path} ({len(ok_a)} scored samples) and {b.path} ({len(ok_b)}) share no scored "
             "sample_id; run both on the same samples (same dataset and --limit)"
         )
-    keys_a = {k for r in ok_a.values() for k in (r.get("metrics") or {})}
-    keys_b = {k for r in ok_b.values() for k in (r.get("metrics") or {})}
+    keys_a = {k for r in ok_a.values() for k in r.metrics}
+    keys_b = {k for r in ok_b.values() for k in r.metrics}
     common = [k for k in dict.fromkeys([*a.metric_keys(), *b.metric_keys()]) if k in keys_a and k in keys_b]
     if metrics:
         unknown = [k for k in metrics if k not in common]
@@ -157,9 +157,9 @@ def _coverage_notes(a: Run, b: Run, shared: list[str]) -> list[str]:
     """What each run failed or lacks: every verdict is on the ``shared`` samples only."""
     notes = []
     for label, run, other in (("A", a, b), ("B", b, a)):
-        failed = [r["sample_id"] for r in run.records if r.get("status") != "ok"]
-        own_ids = {r["sample_id"] for r in run.records}
-        missing = [r["sample_id"] for r in other.records if r["sample_id"] not in own_ids]
+        failed = [r.sample_id for r in run.records if not r.ok]
+        own_ids = {r.sample_id for r in run.records}
+        missing = [r.sample_id for r in other.records if r.sample_id not in own_ids]
         if failed:
             shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
             notes.append(f"{label} ({run.method}) failed {len(failed)} sample(s) ({shown}): left out of every comparison")
@@ -188,7 +188,7 @@ def _verdict(key: str, diff: float, low: float, high: float, hib: bool | None, n
 
 
 def _value(record: dict[str, Any], key: str) -> float | None:
-    v = (record.get("metrics") or {}).get(key)
+    v = record.metrics.get(key)
     return None if fmt.is_missing(v) else float(v)
 
 

@@ -25,6 +25,7 @@ import jinja2
 from markupsafe import Markup
 
 import magbench
+from magbench.record import SampleRecord
 from magbench.reports import fmt, plots
 from magbench.reports.leaderboard import Group, Leaderboard, build
 from magbench.reports.paper import html_context as paper_section
@@ -147,7 +148,7 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
         "scatter": _scatter(rows, keys, info, styles),
         "retention": _retention(rows, primary, info, styles),
         "kv": plots.kv_chart(
-            {r.label: [((rec.get("memory") or {}).get("frames_per_block") or [], (rec.get("memory") or {}).get("kv_bytes_per_block") or [])
+            {r.label: [((rec.memory.frames_per_block if rec.memory else []), (rec.memory.kv_bytes_per_block if rec.memory else []))
                        for rec in r.group.ok_records] for r in rows},
             styles,
         ),
@@ -405,7 +406,7 @@ def _retention(rows: list[_Row], primary: str | None, info: dict[str, Any], styl
     charts: list[dict[str, str]] = []
     keys = [k for k in dict.fromkeys([primary, RETENTION_EXTRA_KEY]) if k]
     for k in keys:
-        curves = [plots.mean_curve(r.label, [(rec.get("per_frame") or {}).get(k) or [] for rec in r.group.ok_records]) for r in rows]
+        curves = [plots.mean_curve(r.label, [rec.per_frame.get(k) or [] for rec in r.group.ok_records]) for r in rows]
         uri = plots.curves_chart([c for c in curves if c], k, higher_is_better(k, info), "frames since the switch (target frame index)", styles,
                                  f"{k} vs frames since the switch")
         if uri:
@@ -414,9 +415,9 @@ def _retention(rows: list[_Row], primary: str | None, info: dict[str, Any], styl
     if primary:
         curves = []
         for r in rows:
-            recs = [rec for rec in r.group.ok_records if (rec.get("extra") or {}).get("seconds_since_leave")]
-            curves.append(plots.binned_curve(r.label, [rec["extra"]["seconds_since_leave"] for rec in recs],
-                                             [(rec.get("per_frame") or {}).get(primary) or [] for rec in recs]))
+            recs = [rec for rec in r.group.ok_records if rec.extra.get("seconds_since_leave")]
+            curves.append(plots.binned_curve(r.label, [rec.extra["seconds_since_leave"] for rec in recs],
+                                             [rec.per_frame.get(primary) or [] for rec in recs]))
         uri = plots.curves_chart([c for c in curves if c], primary, higher_is_better(primary, info),
                                  "seconds since the camera left the starting view", styles, f"{primary} vs time away")
         if uri:
@@ -426,7 +427,7 @@ def _retention(rows: list[_Row], primary: str | None, info: dict[str, Any], styl
 
 
 def _samples(rows: list[_Row], primary: str | None, max_samples: int, warnings: list[str]) -> dict[str, Any]:
-    by_row: list[dict[str, dict[str, Any]]] = [{rec["sample_id"]: rec for rec in r.group.records} for r in rows]
+    by_row: list[dict[str, SampleRecord]] = [{rec.sample_id: rec for rec in r.group.records} for r in rows]
     ids = list(dict.fromkeys(sid for recs in by_row for sid in recs))
     shown = ids[:max_samples]
     samples = []
@@ -439,13 +440,13 @@ def _samples(rows: list[_Row], primary: str | None, max_samples: int, warnings: 
             rec = recs.get(sid)
             if rec is None:
                 continue
-            caption = caption or str(rec.get("caption") or "")
+            caption = caption or str(rec.caption or "")
             entry: dict[str, Any] = {"label": r.label, "kind": r.kind, "tag": r.tag, "error": None, "frames": [], "gif": None, "own_gt": None}
-            if rec.get("status") != "ok":
-                entry["error"] = str(rec.get("error") or "failed")
+            if not rec.ok:
+                entry["error"] = str(rec.error or "failed")
                 methods.append(entry)
                 continue
-            m = (rec.get("metrics") or {}).get(primary) if primary else None
+            m = rec.metrics.get(primary) if primary else None
             entry["score"] = None if fmt.is_missing(m) else f"{primary} {fmt.num(m)}"
             try:
                 pv = load_preview(_run_of(r.group, rec).path, rec)
@@ -456,7 +457,7 @@ def _samples(rows: list[_Row], primary: str | None, max_samples: int, warnings: 
                 entry["error"] = "no preview saved"
                 methods.append(entry)
                 continue
-            per_frame = ((rec.get("per_frame") or {}).get(primary) or []) if primary else []
+            per_frame = (rec.per_frame.get(primary) or []) if primary else []
             picks = pv.picks()
             own_gt = [{"label": name, "index": int(pv.frame_index[i]), "uri": png_uri(pv.target[i])} for name, i in picks]
             if gt is None:
@@ -478,12 +479,12 @@ def _samples(rows: list[_Row], primary: str | None, max_samples: int, warnings: 
     return {"items": samples, "total": len(ids), "shown": len(shown)}
 
 
-def _match_index(rec: dict[str, Any], t: int) -> int | None:
-    idx = (rec.get("extra") or {}).get("bestmatch_indices")
+def _match_index(rec: SampleRecord, t: int) -> int | None:
+    idx = rec.extra.get("bestmatch_indices")
     return int(idx[t]) if isinstance(idx, list) and t < len(idx) and isinstance(idx[t], (int, float)) else None
 
 
-def _run_of(group: Group, rec: dict[str, Any]) -> Run:
+def _run_of(group: Group, rec: SampleRecord) -> Run:
     for run in group.runs:
         if any(r is rec for r in run.records):
             return run

@@ -1,4 +1,4 @@
-"""The leaderboard: one row per (method, method config, dataset, protocol).
+"""The leaderboard: one row per (method, method config, dataset, protocol; the task is part of the protocol).
 
 Runs that share all four are pooled (shards, or the same config run in several folders); runs
 that differ in dataset (id or revision) or protocol (any setting, the memory source included) get
@@ -16,6 +16,8 @@ fires for the top row (``magbench.reports.verdict``).
 Columns (stable; names only ever get added):
 
 ==========================  ==========================================================================
+``task``                    the task measured (``magbench tasks``); runs of two tasks never pool
+                            (a task other than magbench-replay is part of the protocol)
 ``method``                  method name from the manifest
 ``kind``                    "method", or "floor" / "ceiling" for sanity methods
 ``method_config``           the method's options as compact JSON, "default" when none
@@ -90,6 +92,7 @@ import pandas as pd
 from magbench.reports import fmt
 from magbench.reports.errors import UnknownMetricError
 from magbench.errors import MagbenchError
+from magbench.record import MemoryUsage, SampleRecord, Timing
 from magbench.reports.runs import (
     PRIMARY_PREFERENCE,
     Run,
@@ -109,8 +112,13 @@ from magbench.store import atomic_write_text
 if TYPE_CHECKING:
     from rich.table import Table
 
+
+def video_check(record: SampleRecord) -> dict[str, Any] | None:
+    """The replay task's 16 fps / duration check of the record's video (None for other tasks)."""
+    return getattr(record.part, "video_check", None)
+
 ID_COLUMNS = [
-    "method", "kind", "method_config", "dataset", "dataset_revision", "protocol", "memory_source", "n_runs",
+    "task", "method", "kind", "method_config", "dataset", "dataset_revision", "protocol", "memory_source", "n_runs",
     "run_ids", "n_samples", "n_common", "n_failed", "n_corrupt_lines", "n_video_flags", "status", "cause",
 ]
 TERMINAL_KEYS = ("lpips", "psnr", "ssim")
@@ -135,29 +143,29 @@ class Group:
         return self.runs[0]
 
     @property
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[SampleRecord]:
         return [r for run in self.runs for r in run.records]
 
     @property
-    def ok_records(self) -> list[dict[str, Any]]:
+    def ok_records(self) -> list[SampleRecord]:
         return [r for run in self.runs for r in run.ok_records()]
 
     @property
-    def ranked_records(self) -> list[dict[str, Any]]:
+    def ranked_records(self) -> list[SampleRecord]:
         """The finished records the row is ranked on: those of the common samples."""
         if self.common_ids is None:
             return self.ok_records
         common = set(self.common_ids)
-        return [r for r in self.ok_records if r["sample_id"] in common]
+        return [r for r in self.ok_records if r.sample_id in common]
 
     @property
-    def flagged_records(self) -> list[dict[str, Any]]:
+    def flagged_records(self) -> list[SampleRecord]:
         """Records (any status) whose video failed the protocol's frame-rate check."""
-        return [r for r in self.records if (r.get("video_check") or {}).get("flags")]
+        return [r for r in self.records if (video_check(r) or {}).get("flags")]
 
     @property
     def ok_ids(self) -> list[str]:
-        return list(dict.fromkeys(r["sample_id"] for r in self.ok_records))
+        return list(dict.fromkeys(r.sample_id for r in self.ok_records))
 
     @property
     def status(self) -> str:
@@ -178,7 +186,7 @@ class Group:
             if fatal is not None:
                 where = f"{run.run_id} " if len(self.runs) > 1 else ""
                 parts.append(f"{where}run stopped: {fatal_line(fatal)}")
-        errors = [str(r.get("error") or r.get("error_type") or "unknown error") for r in self.records if r.get("status") != "ok"]
+        errors = [str(r.error or r.error_type or "unknown error") for r in self.records if not r.ok]
         if errors:
             counts: dict[str, int] = {}
             for e in errors:
@@ -303,8 +311,8 @@ def build(
         flagged = g.flagged_records
         if flagged:
             shown = "; ".join(
-                f"{r['sample_id']}: {', '.join(r['video_check'].get('problems') or r['video_check']['flags'])} "
-                f"({r['video_check'].get('action')})"
+                f"{r.sample_id}: {', '.join(video_check(r).get('problems') or video_check(r)['flags'])} "
+                f"({video_check(r).get('action')})"
                 for r in flagged[:3]
             )
             notes.append(f"{_name(g)} on {g.first.dataset}: {len(flagged)} sample(s) with video flags ({shown}"
@@ -453,6 +461,7 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
     ok = group.ranked_records  # what the row is ranked on: the common samples
     status = group.status
     row: dict[str, Any] = {
+        "task": run.task,
         "method": run.method,
         "kind": run.kind,
         "method_config": run.method_config,
@@ -475,39 +484,39 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
         if weighted is not None:
             mean, low, high = pair_weighted_ci(*weighted, n_resamples=n_resamples, seed=seed)
         else:
-            mean, low, high = bootstrap_ci([(r.get("metrics") or {}).get(k) for r in ok], n_resamples, seed=seed)
+            mean, low, high = bootstrap_ci([r.metrics.get(k) for r in ok], n_resamples, seed=seed)
         row.update({f"{k}_mean": mean, f"{k}_ci_low": low, f"{k}_ci_high": high})
 
-    timing = [r.get("timing") or {} for r in ok]
-    memory = [r.get("memory") or {} for r in ok]
-    fps, fps_low, fps_high = bootstrap_ci([t.get("fps") for t in timing], n_resamples, seed=seed)
-    blocks = clean([b for t in timing for b in (t.get("block_s") or [])])
+    timing = [r.timing if r.timing is not None else Timing() for r in ok]
+    memory = [r.memory if r.memory is not None else MemoryUsage() for r in ok]
+    fps, fps_low, fps_high = bootstrap_ci([t.fps for t in timing], n_resamples, seed=seed)
+    blocks = clean([b for t in timing for b in t.block_s])
     # For reference only: each metric over every sample the row finished, not just the common ones.
-    row.update({f"{k}_mean_all_finished": _mean([(r.get("metrics") or {}).get(k) for r in finished]) for k in keys})
+    row.update({f"{k}_mean_all_finished": _mean([r.metrics.get(k) for r in finished]) for k in keys})
     row.update(
         fps_mean=fps,
         fps_ci_low=fps_low,
         fps_ci_high=fps_high,
-        first_block_s_mean=_mean([t.get("first_block_s") for t in timing]),
+        first_block_s_mean=_mean([t.first_block_s for t in timing]),
         block_p50_s=float(np.quantile(blocks, 0.5)) if blocks.size else math.nan,
         block_p95_s=float(np.quantile(blocks, 0.95)) if blocks.size else math.nan,
-        peak_vram_bytes=_max([m.get("peak_device_bytes") for m in memory]),
-        peak_rss_bytes=_max([m.get("peak_rss_bytes") for m in memory]),
-        kv_bytes_end_mean=_mean([m.get("kv_bytes_end") for m in memory]),
-        kv_bytes_peak=_max([m.get("kv_bytes_peak") for m in memory]),
+        peak_vram_bytes=_max([m.peak_device_bytes for m in memory]),
+        peak_rss_bytes=_max([m.peak_rss_bytes for m in memory]),
+        kv_bytes_end_mean=_mean([m.kv_bytes_end for m in memory]),
+        kv_bytes_peak=_max([m.kv_bytes_peak for m in memory]),
     )
-    e2e, e2e_low, e2e_high = bootstrap_ci([t.get("e2e_fps") for t in timing], n_resamples, seed=seed)
+    e2e, e2e_low, e2e_high = bootstrap_ci([t.e2e_fps for t in timing], n_resamples, seed=seed)
     row.update(
         e2e_fps_mean=e2e, e2e_fps_ci_low=e2e_low, e2e_fps_ci_high=e2e_high,
-        peak_reserved_bytes=_max([m.get("peak_device_reserved_bytes") for m in memory]),
-        device_growth_bytes_mean=_mean([m.get("device_growth_bytes") for m in memory]),
+        peak_reserved_bytes=_max([m.peak_device_reserved_bytes for m in memory]),
+        device_growth_bytes_mean=_mean([m.device_growth_bytes for m in memory]),
     )
     return row
 
 
-def _pair_weighted(records: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _pair_weighted(records: list[SampleRecord], key: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(term sums, pair counts) per record when every record carries them for ``key``."""
-    extras = [r.get("extra") or {} for r in records]
+    extras = [r.extra for r in records]
     if not extras or any(f"{key}_sum" not in e or f"{key}_pairs" not in e for e in extras):
         return None
     return (np.asarray([float(e[f"{key}_sum"]) for e in extras]),

@@ -41,9 +41,9 @@ class PreviewError(Exception):
     """A preview file is missing or unreadable (reported as a warning, never fatal)."""
 
 
-def load_preview(run_path: Path, record: dict[str, Any]) -> Preview | None:
+def load_preview(run_path: Path, record: "SampleRecord") -> Preview | None:
     """The record's preview, None if it has none; PreviewError if the file is unusable."""
-    rel = record.get("preview")
+    rel = record.preview
     if not rel:
         return None
     path = Path(run_path) / rel

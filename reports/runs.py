@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from magbench.record import SampleRecord
 from magbench.store import FATAL, CorruptLine, RunDir, find_runs
 
 # The metrics a report ranks by when none is asked for: the first of these that has values in the
@@ -34,7 +35,7 @@ class Run:
 
     path: Path
     manifest: dict[str, Any]
-    records: list[dict[str, Any]]
+    records: list[SampleRecord]
     problems: list[CorruptLine] = field(default_factory=list)
 
     @property
@@ -77,9 +78,13 @@ class Run:
 
     @cached_property
     def _protocol(self) -> dict[str, Any]:
+        task = self.manifest.get("task") or {}
+        if task.get("name", "magbench-replay") != "magbench-replay":
+            # Another task: its own protocol id and options are what it measured and how.
+            return {"id": str(task.get("protocol") or task["name"]), "task": task["name"], **(task.get("options") or {})}
         proto = dict(self.manifest.get("protocol") or {})
         if "memory_source" not in proto:
-            named = {r.get("memory_source") for r in self.records if r.get("memory_source")}
+            named = {getattr(r.part, "memory_source", None) for r in self.records} - {None}
             if len(named) == 1:
                 proto["memory_source"] = named.pop()
         return {**PROTOCOL_DEFAULTS, **proto}
@@ -87,7 +92,7 @@ class Run:
     @property
     def memory_source(self) -> str:
         """Where the method's memory of generated spans came from ("generated" or "ground-truth")."""
-        return str(self.protocol["memory_source"])
+        return str(self.protocol.get("memory_source", ""))
 
     def fatal(self) -> dict[str, Any] | None:
         """Why the run stopped (``RUN/fatal.json``: error, error_type, traceback, at), or None.
@@ -97,11 +102,17 @@ class Run:
         return read_fatal(self.path, self.records)
 
     @property
+    def task(self) -> str:
+        """The task the run measured (runs from before tasks existed: ``magbench-replay``)."""
+        return str((self.manifest.get("task") or {}).get("name") or "magbench-replay")
+
+    @property
     def protocol_id(self) -> str:
         return str(self.protocol.get("id") or "?")
 
     def comparison_key(self) -> tuple[str, str, str]:
-        """Runs with different keys measure different things and are never averaged together."""
+        """Runs with different keys measure different things and are never averaged together:
+        another task, dataset, revision or protocol (a task's protocol names the task)."""
         return (self.dataset, self.dataset_revision, _compact(self.protocol))
 
     def group_key(self) -> tuple[str, ...]:
@@ -113,13 +124,13 @@ class Run:
     def key_info(self) -> dict[str, dict[str, Any]]:
         return dict(self.manifest.get("key_info") or {})
 
-    def ok_records(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("status") == "ok"]
+    def ok_records(self) -> list[SampleRecord]:
+        return [r for r in self.records if r.ok]
 
     def metric_keys(self) -> list[str]:
         keys: list[str] = list(self.manifest.get("key_info") or {})
         for r in self.ok_records():
-            keys += [k for k in (r.get("metrics") or {}) if k not in keys]
+            keys += [k for k in r.metrics if k not in keys]
         return keys
 
     @property
@@ -163,7 +174,7 @@ def load_runs(paths: Iterable[Path | str | RunDir | Run]) -> list[Run]:
     return loaded
 
 
-def read_fatal(path: Path, records: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
+def read_fatal(path: Path, records: Sequence[SampleRecord] = ()) -> dict[str, Any] | None:
     """``path/fatal.json`` as a dict (None when absent or stale); a damaged file reads as its text."""
     f = Path(path) / FATAL
     if not f.is_file():
@@ -175,7 +186,7 @@ def read_fatal(path: Path, records: Sequence[dict[str, Any]] = ()) -> dict[str, 
     except (OSError, ValueError) as exc:
         return {"error": f"{f} is unreadable ({exc})", "error_type": "unknown", "at": None}
     at = str(data.get("at") or "")
-    later = [str(r.get("finished_at") or "") for r in records if str(r.get("finished_at") or "") > at]
+    later = [str(r.finished_at or "") for r in records if str(r.finished_at or "") > at]
     if at and later and all(_iso_comparable(x, at) for x in later):
         return None
     return data

@@ -80,7 +80,7 @@ def run_status(run: Path) -> RunStatus:
         )
     records = rd.records()  # merged: the last record of a sample wins, as for the harness
     problems = [str(p) for p in rd.problems]
-    by_id = {r["sample_id"]: r for r in records}
+    by_id = {r.sample_id: r for r in records}
     plan = ShardPlan.read(rd.path)
     per_file: dict[str, int] = {}
     for f in rd.record_files():
@@ -94,10 +94,10 @@ def run_status(run: Path) -> RunStatus:
     shards: list[ShardStatus] = []
     fatal = read_fatal(rd.path, records)
     if plan is None:
-        ok = sum(r.get("status") == "ok" for r in records)
+        ok = sum(r.ok for r in records)
         return RunStatus(rd.path, None, [], files, problems, ok, len(records) - ok, None, fatal)
     for rank, ids in enumerate(plan.shards):
-        st = [by_id[i].get("status") if i in by_id else None for i in ids]
+        st = [by_id[i].status if i in by_id else None for i in ids]
         pending = [i for i, s in zip(ids, st) if s is None]
         shards.append(ShardStatus(
             shard=rank, records=plan.records(rank), assigned=len(ids),

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_for_file
+from magbench.record import SampleRecord
 from magbench.store import RunDir
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -56,7 +57,7 @@ def _flat(text):
 
 def _comparable(records):
     """Records minus what legitimately differs between runs: timings, memory, wall clock."""
-    return {r["sample_id"]: {k: v for k, v in r.items() if k not in ("timing", "memory", "finished_at")} for r in records}
+    return {r.sample_id: {k: v for k, v in r.to_json().items() if k not in ("timing", "memory", "finished_at")} for r in records}
 
 
 @pytest.fixture(scope="module")
@@ -134,16 +135,16 @@ def test_score_adds_metrics_to_a_finished_run_without_regenerating(synth_dir, re
     out = tmp_path / "r"
     code, _, _ = main("run", "-m", "replay-context", "-d", f"synthetic:{synth_dir}", "--out", out, "--device", "cpu", "-q", "--metrics", "psnr")
     assert code == 0
-    before = {r["sample_id"]: r for r in RunDir(out).records()}
+    before = {r.sample_id: r for r in RunDir(out).records()}
     code, stdout, err = main("score", out, "--metrics", "ssim", "--device", "cpu", capsys=capsys)
     assert code == 0, err
     assert "scored 3 samples with ssim" in _flat(stdout)
-    after = {r["sample_id"]: r for r in RunDir(out).records()}
-    ref = {r["sample_id"]: r for r in RunDir(reference).records()}
+    after = {r.sample_id: r for r in RunDir(out).records()}
+    ref = {r.sample_id: r for r in RunDir(reference).records()}
     for sid, rec in after.items():
-        assert rec["metrics"]["psnr"] == before[sid]["metrics"]["psnr"]
-        assert rec["metrics"]["ssim"] == pytest.approx(ref[sid]["metrics"]["ssim"], abs=1e-7)  # as if scored in the run
-        assert rec["timing"] == before[sid]["timing"] and rec["finished_at"] == before[sid]["finished_at"]
+        assert rec.metrics["psnr"] == before[sid].metrics["psnr"]
+        assert rec.metrics["ssim"] == pytest.approx(ref[sid].metrics["ssim"], abs=1e-7)  # as if scored in the run
+        assert rec.timing == before[sid].timing and rec.finished_at == before[sid].finished_at
     manifest = RunDir(out).manifest()
     assert manifest["metrics"] == ["psnr", "ssim"] and manifest["rescored"][0]["records"] == 3
 
@@ -152,11 +153,11 @@ def test_a_run_made_without_lpips_weights_gains_lpips_from_score(synth_dir, tmp_
     out = tmp_path / "r"
     code, _, err = main("run", "-m", "repeat-last", "-d", f"synthetic:{synth_dir}", "--out", out, "--device", "cpu", "-q", "--limit", "1", capsys=capsys)
     assert code == 0 and "metric lpips skipped" in _flat(err)  # the default set, offline
-    assert "lpips" not in RunDir(out).records()[0]["metrics"]
+    assert "lpips" not in RunDir(out).records()[0].metrics
     code, _, err = main("score", out, "--metrics", "lpips", "--metric-opt", "lpips.random_weights=true", "--device", "cpu", capsys=capsys)
     assert code == 0, err
     rec = RunDir(out).records()[0]
-    assert 0 < rec["metrics"]["lpips"] < 1 and len(rec["per_frame"]["lpips"]) == rec["num_target"]
+    assert 0 < rec.metrics["lpips"] < 1 and len(rec.per_frame["lpips"]) == rec.part.num_target
     assert "lpips" not in RunDir(out).manifest()["skipped_metrics"]
 
 
@@ -178,7 +179,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_redoing_finished_samples(s
     assert code == 0
     lines = [json.loads(l) for l in records.read_text().splitlines() if l.strip()]
     assert [r["sample_id"] for r in lines] == ["synthetic_000_pan", "synthetic_001_tilt", "synthetic_002_dolly"], "pan is not redone"
-    a, b = _comparable(RunDir(reference).records()), _comparable(lines)
+    a, b = _comparable(RunDir(reference).records()), _comparable([SampleRecord.from_json(l) for l in lines])
     for sid in a:
         assert a[sid]["metrics"] == pytest.approx(b[sid]["metrics"], rel=1e-6), sid
         assert a[sid]["per_frame"] == b[sid]["per_frame"] and a[sid]["extra"] == b[sid]["extra"]

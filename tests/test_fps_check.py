@@ -124,11 +124,11 @@ def test_run_fails_the_25_fps_sample_naming_both_rates_or_resamples_it_when_aske
         return Harness(cfg).run(progress=False).records[0]
 
     strict = run("strict")
-    assert strict["status"] == "failed" and "25 fps, the protocol needs 16 fps" in strict["error"]
-    assert strict["video_check"]["action"] == "rejected"
+    assert strict.status == "failed" and "25 fps, the protocol needs 16 fps" in strict.error
+    assert strict.part.video_check["action"] == "rejected"
     resampled = run("resample")
-    assert resampled["status"] == "ok" and (resampled["num_context"], resampled["num_target"]) == (129, 24)
-    assert resampled["video_check"]["flags"] == ["fps"] and resampled["video_check"]["frames_used"] == 160
+    assert resampled.status == "ok" and (resampled.part.num_context, resampled.part.num_target) == (129, 24)
+    assert resampled.part.video_check["flags"] == ["fps"] and resampled.part.video_check["frames_used"] == 160
     lb = build([tmp_path])
     df = lb.frame.set_index("protocol")
     assert df.loc["magbench-replay-v1-fpsresample", "n_video_flags"] == 1

@@ -29,7 +29,7 @@ def _config(synth_dir, out, method="replay-context", metrics=("psnr",), **kw):
 
 
 def _mean(summary, key):
-    return float(np.mean([r["metrics"][key] for r in summary.records if r["status"] == "ok"]))
+    return float(np.mean([r.metrics[key] for r in summary.records if r.ok]))
 
 
 @pytest.fixture(scope="module")
@@ -63,29 +63,29 @@ def test_replay_context_remembers_better_than_repeat_last(sanity_runs):
 def test_records_carry_timings_memory_per_frame_values_and_previews(sanity_runs):
     s = sanity_runs["replay-context"]
     r = s.records[0]
-    assert r["num_target"] == 24 and r["switch_frame"] == 129
-    assert len(r["timing"]["block_s"]) == 2 and r["timing"]["fps"] > 0
-    assert r["memory"]["kv_bytes_end"] == 129 * 3 * 64 * 112 * 4  # float32 context frames held
-    assert len(r["per_frame"]["psnr"]) == 24
-    assert len(r["extra"]["bestmatch_indices"]) == 24
-    assert len(r["extra"]["seconds_since_leave"]) == 24
-    assert r["method_extras"] == {"mirror_source": "annotation:turnaround_frame", "turnaround_frame": 81.0}
-    with np.load(s.run_dir / r["preview"], allow_pickle=False) as z:
+    assert r.part.num_target == 24 and r.part.switch_frame == 129
+    assert len(r.timing.block_s) == 2 and r.timing.fps > 0
+    assert r.memory.kv_bytes_end == 129 * 3 * 64 * 112 * 4  # float32 context frames held
+    assert len(r.per_frame["psnr"]) == 24
+    assert len(r.extra["bestmatch_indices"]) == 24
+    assert len(r.extra["seconds_since_leave"]) == 24
+    assert r.method_extras == {"mirror_source": "annotation:turnaround_frame", "turnaround_frame": 81.0}
+    with np.load(s.run_dir / r.preview, allow_pickle=False) as z:
         assert z["target"].shape == z["generated"].shape and z["target"].dtype == np.uint8
 
 
 def test_failures_are_recorded_per_sample_and_the_run_goes_on(synth_dir, tmp_path):
     s = Harness(_config(synth_dir, tmp_path / "r", "magbench_test_methods:Troublemaker")).run(progress=False)
-    by_id = {r["sample_id"]: r for r in s.records}
+    by_id = {r.sample_id: r for r in s.records}
     assert s.ok == 1 and s.failed == 2
-    assert "boom in generate" in by_id["synthetic_000_pan"]["error"]
-    assert "NaN" in by_id["synthetic_001_tilt"]["error"]
-    assert by_id["synthetic_002_dolly"]["status"] == "ok"
+    assert "boom in generate" in by_id["synthetic_000_pan"].error
+    assert "NaN" in by_id["synthetic_001_tilt"].error
+    assert by_id["synthetic_002_dolly"].status == "ok"
 
 
 def test_wrong_block_shape_is_a_recorded_failure_naming_the_shape(synth_dir, tmp_path):
     s = Harness(_config(synth_dir, tmp_path / "r", "magbench_test_methods:WrongShape")).run(progress=False)
-    assert s.failed == 3 and "(24, 3, 8, 8)" in s.records[0]["error"]
+    assert s.failed == 3 and "(24, 3, 8, 8)" in s.records[0].error
 
 
 def test_rerun_skips_finished_samples(synth_dir, tmp_path):
@@ -106,7 +106,7 @@ def test_save_videos_writes_the_generated_target_segment(synth_dir, tmp_path):
     from magbench.data.video_io import read_video
 
     s = Harness(_config(synth_dir, tmp_path / "r", limit=1, save_videos=True)).run(progress=False)
-    video = read_video(tmp_path / "r" / s.records[0]["video"])
+    video = read_video(tmp_path / "r" / s.records[0].video)
     assert video.shape == (24, 64, 112, 3)
 
 
@@ -125,7 +125,7 @@ def test_default_metrics_with_missing_weights_are_skipped_and_reported(synth_dir
     h = Harness(cfg)
     assert "lpips" in h.skipped_metrics and "magbench download --metrics" in h.skipped_metrics["lpips"]
     s = h.run(progress=False)
-    assert "psnr" in s.records[0]["metrics"] and "lpips" not in s.records[0]["metrics"]
+    assert "psnr" in s.records[0].metrics and "lpips" not in s.records[0].metrics
     assert "lpips" in RunDir(tmp_path / "r").manifest()["skipped_metrics"]
 
 
@@ -179,7 +179,7 @@ def _timed_run(synth_dir, tmp_path, method):
     import magbench_test_methods as plugins
 
     cfg = _config(synth_dir, tmp_path / method, f"magbench_test_methods:{method}", limit=1)
-    return Harness(cfg, clock=plugins.CLOCK).run(progress=False).records[0]["timing"]
+    return Harness(cfg, clock=plugins.CLOCK).run(progress=False).records[0].timing.__dict__
 
 
 def test_work_moved_into_reset_memorize_or_memory_bytes_gains_no_end_to_end_fps(synth_dir, tmp_path):
@@ -215,7 +215,7 @@ def test_a_short_untimed_sample_warms_the_method_up_before_the_first_timed_one(s
         ("generate", "synthetic_000_pan", 12), ("generate", "synthetic_000_pan", 24), ("generate", "synthetic_001_tilt", 24),
     ]
     assert s.warmup["kind"] == "sample" and s.warmup["sample_id"] == "synthetic_000_pan"
-    assert all(r["timing"]["warmup"] == "sample" for r in s.records) and len(s.records) == 2
+    assert all(r.timing.warmup == "sample" for r in s.records) and len(s.records) == 2
     assert "warm" in RunDir(s.run_dir).manifest()["warmup"]
 
 
@@ -249,7 +249,7 @@ def test_kept_frames_are_the_scored_uint8_frames(sanity_runs):
 
     s = sanity_runs["replay-context"]
     r = s.records[0]
-    frames = load_frames(s.run_dir, r["frames"])
+    frames = load_frames(s.run_dir, r.frames)
     assert frames.dtype == np.uint8 and frames.shape == (24, 64, 112, 3)
 
 
@@ -265,9 +265,9 @@ def test_a_samples_frames_do_not_depend_on_the_warm_up_or_what_ran_before(synth_
         )
         h = Harness(cfg)
         recs = h.run(samples=[h.selected_samples()[i] for i in which], progress=False).records
-        return {r["sample_id"]: r for r in recs}
+        return {r.sample_id: r for r in recs}
 
     a, b = run(tmp_path / "a", [0, 1]), run(tmp_path / "b", [1])
     tilt = "synthetic_001_tilt"
-    assert a[tilt]["status"] == b[tilt]["status"] == "ok"
-    np.testing.assert_array_equal(load_frames(tmp_path / "a", a[tilt]["frames"]), load_frames(tmp_path / "b", b[tilt]["frames"]))
+    assert a[tilt].status == b[tilt].status == "ok"
+    np.testing.assert_array_equal(load_frames(tmp_path / "a", a[tilt].frames), load_frames(tmp_path / "b", b[tilt].frames))

@@ -318,7 +318,7 @@ def test_real_plugin_that_fails_the_hard_sample_does_not_outrank_repeat_last(syn
         return Harness(cfg).run(progress=False)
 
     floor = run("repeat-last", "floor")
-    worst = min(floor.records, key=lambda r: r["metrics"]["psnr"])["sample_id"]
+    worst = min(floor.records, key=lambda r: r.metrics["psnr"]).sample_id
     monkeypatch.setattr(FailsWhereTheFloorIsWorst, "fail", {worst})
     plugin = run(f"{__name__}:FailsWhereTheFloorIsWorst", "plugin")
     assert plugin.failed == 1 and plugin.ok == len(floor.records) - 1

@@ -52,7 +52,7 @@ def _full_metrics():
 
 def _comparable(records):
     """Records minus what legitimately differs between runs: timings, memory, wall clock."""
-    return {r["sample_id"]: {k: v for k, v in r.items() if k not in ("timing", "memory", "finished_at")} for r in records}
+    return {r.sample_id: {k: v for k, v in r.to_json().items() if k not in ("timing", "memory", "finished_at")} for r in records}
 
 
 def _assert_same_results(a_dir, b_dir, metric=None):
@@ -154,7 +154,7 @@ def test_killed_rank_then_rerun_finishes_without_redoing_and_a_busy_run_is_refus
             proc.kill()
             proc.wait()
     assert proc.returncode != 0
-    assert "synthetic_002_dolly" not in {r["sample_id"] for r in RunDir(out).records()}
+    assert "synthetic_002_dolly" not in {r.sample_id for r in RunDir(out).records()}
     before = _lines_per_id(out)
 
     again = magbench(*args, timeout=300)
@@ -209,8 +209,8 @@ def test_truncated_shard_line_is_reported_and_its_sample_redone(synth_dir, tmp_p
     assert again.returncode == 0, again.stderr
     assert "damaged record" in again.stderr and "samples.1-of-2.jsonl:2" in again.stderr
     assert "1 already done" in again.stdout  # the intact line's sample was skipped
-    recs = {r["sample_id"]: r for r in RunDir(out).records()}
-    assert recs[cut_id]["status"] == "ok" and len(recs) == 2
+    recs = {r.sample_id: r for r in RunDir(out).records()}
+    assert recs[cut_id].status == "ok" and len(recs) == 2
     data = json.loads(cli("status", out, "--json").output)
     assert data["shards"][1]["pending"] == 0 and data["pending"] == 1  # shard 0 (pan) never ran
 

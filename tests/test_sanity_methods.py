@@ -125,6 +125,6 @@ def test_through_the_harness_replay_beats_repeat_last_on_a_palindromic_mp4(palin
                                  device="cpu")).run(progress=False).records[0]
             for m in ("replay-context", "repeat-last")}
     replay = runs["replay-context"]
-    assert replay["method_extras"]["mirror_source"] == "frames"  # no annotations: found in the frames
-    assert replay["method_extras"]["turnaround_frame"] == (T - 1) / 2
-    assert replay["metrics"]["psnr"] > runs["repeat-last"]["metrics"]["psnr"] + 10
+    assert replay.method_extras["mirror_source"] == "frames"  # no annotations: found in the frames
+    assert replay.method_extras["turnaround_frame"] == (T - 1) / 2
+    assert replay.metrics["psnr"] > runs["repeat-last"].metrics["psnr"] + 10

@@ -18,7 +18,7 @@ def test_records_round_trip_and_last_record_per_sample_wins(tmp_path):
     w.append({"sample_id": "b", "status": "ok", "metrics": {"psnr": 1.0}})
     w.append({"sample_id": "a", "status": "ok"})
     recs = run.records()
-    assert [r["sample_id"] for r in recs] == ["b", "a"]
+    assert [r.sample_id for r in recs] == ["b", "a"]
     assert run.done_ids(include_failed=False) == {"a", "b"}
 
 
@@ -35,12 +35,12 @@ def test_truncated_last_line_is_reported_with_its_line_number_and_skipped(tmp_pa
     RecordWriter(tmp_path / "samples.jsonl").append({"sample_id": "a", "status": "ok"})
     with open(tmp_path / "samples.jsonl", "a") as f:
         f.write('{"sample_id": "b", "sta')
-    assert [r["sample_id"] for r in run.records()] == ["a"]
+    assert [r.sample_id for r in run.records()] == ["a"]
     assert len(run.problems) == 1 and run.problems[0].line == 2
     assert "truncated" in str(run.problems[0])
     # A new writer ends the damaged line first, so the next record stays parseable.
     RecordWriter(tmp_path / "samples.jsonl").append({"sample_id": "c", "status": "ok"})
-    assert [r["sample_id"] for r in run.records()] == ["a", "c"]
+    assert [r.sample_id for r in run.records()] == ["a", "c"]
 
 
 def test_records_from_several_shard_files_are_merged(tmp_path):
@@ -48,7 +48,7 @@ def test_records_from_several_shard_files_are_merged(tmp_path):
     run.init(_manifest())
     RecordWriter(tmp_path / "samples.0.jsonl").append({"sample_id": "a", "status": "ok"})
     RecordWriter(tmp_path / "samples.1.jsonl").append({"sample_id": "b", "status": "ok"})
-    assert {r["sample_id"] for r in run.records()} == {"a", "b"}
+    assert {r.sample_id for r in run.records()} == {"a", "b"}
 
 
 def test_run_folder_with_another_config_is_refused_naming_the_difference(tmp_path):

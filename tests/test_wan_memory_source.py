@@ -165,7 +165,7 @@ def test_wan_method_through_the_harness_records_the_memory_source(synth_dir, tmp
     )
     s = Harness(cfg).run(progress=False)
     assert s.ok == 1, s.records[0].get("error")
-    assert s.records[0]["memory_source"] == "ground-truth"
+    assert s.records[0].part.memory_source == "ground-truth"
     assert RunDir(s.run_dir).manifest()["protocol"]["memory_source"] == "ground-truth"
 
 
@@ -179,7 +179,7 @@ def test_oracle_fed_its_own_output_as_ground_truth_gives_the_generated_mode_reco
         return Harness(cfg).run(progress=False).records
 
     gen, gt = records("generated"), records("ground-truth")
-    assert [r["memory_source"] for r in gt] == ["ground-truth"] * 2
+    assert [r.part.memory_source for r in gt] == ["ground-truth"] * 2
     for a, b in zip(gen, gt):
         assert a["metrics"] == b["metrics"] and a["sample_id"] == b["sample_id"]
 

@@ -169,4 +169,4 @@ def test_new_baselines_run_through_the_harness(name, synth_dir, tmp_path):
     )
     s = Harness(cfg).run(progress=False)
     assert s.ok == 1, s.records[0].get("error")
-    assert s.records[0]["memory"]["kv_bytes_end"] > 0
+    assert s.records[0].memory.kv_bytes_end > 0

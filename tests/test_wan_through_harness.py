@@ -14,6 +14,6 @@ def test_wan_method_runs_through_magbench_run_with_tiny_random_config(method, sy
     s = Harness(cfg).run(progress=False)
     assert s.ok == 1, s.records[0].get("error")
     r = s.records[0]
-    assert r["num_target"] == 24 and r["timing"]["block_frames"] == [12, 12]
-    assert r["memory"]["kv_bytes_end"] > 0
-    assert 0 <= r["metrics"]["ssim"] <= 1
+    assert r.part.num_target == 24 and r.timing.block_frames == [12, 12]
+    assert r.memory.kv_bytes_end > 0
+    assert 0 <= r.metrics["ssim"] <= 1

@@ -193,3 +193,17 @@ class FrozenContender(HoldFirst):
     description = "A frozen first frame that claims to be a method."
     kind = "method"
     bounds = {}
+
+
+# -- tasks -------------------------------------------------------------------------------------------
+from magbench.tasks.base import Task  # noqa: E402
+
+
+class NeedsRecall(Task):
+    """A task a sanity method cannot run: it needs the recall capability."""
+
+    description = "test task needing Method.recall"
+    requires = frozenset({"recall"})
+
+    def run_sample(self, harness, sample, record):  # pragma: no cover - refused before any work
+        raise AssertionError("never reached")
