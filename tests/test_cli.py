@@ -263,6 +263,6 @@ def test_overwrite_replaces_a_run_folder_on_purpose_and_keeps_files_that_are_not
     assert code == 0, err
     rd = RunDir(out)
     assert rd.manifest()["config"]["method"]["options"]["block"] == 6
-    assert [r["sample_id"] for r in rd.records()] == ["synthetic_000_pan"]
+    assert [r.sample_id for r in rd.records()] == ["synthetic_000_pan"]
     assert sorted(p.name for p in (out / "frames").iterdir()) == ["synthetic_000_pan.npz"]
     assert not (out / "videos").exists() and (out / "notes.txt").read_text() == "mine"

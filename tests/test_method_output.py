@@ -19,13 +19,13 @@ def _run(synth_dir, out, method):
 def test_uint8_output_is_a_sample_failure_naming_the_dtype(synth_dir, tmp_path):
     s = _run(synth_dir, tmp_path / "r", "magbench_test_methods:Uint8Frames")
     rec = s.records[0]
-    assert s.failed == 1 and rec["status"] == "failed" and "metrics" not in rec
-    assert "yielded block 0 as torch.uint8" in rec["error"] and "floating point in [0, 1]" in rec["error"]
+    assert s.failed == 1 and not rec.ok and rec.metrics == {}
+    assert "yielded block 0 as torch.uint8" in rec.error and "floating point in [0, 1]" in rec.error
 
 
 def test_float_output_outside_zero_one_is_a_sample_failure_naming_the_range_never_clamped(synth_dir, tmp_path):
     s = _run(synth_dir, tmp_path / "r", "magbench_test_methods:SignedFrames")
     rec = s.records[0]
-    assert s.failed == 1 and rec["status"] == "failed" and "metrics" not in rec
-    assert "output values in [-5, 5] (torch.float32), outside [0, 1], in 24 of 24 frames" in rec["error"]
-    assert "never clamped" in rec["error"]
+    assert s.failed == 1 and not rec.ok and rec.metrics == {}
+    assert "output values in [-5, 5] (torch.float32), outside [0, 1], in 24 of 24 frames" in rec.error
+    assert "never clamped" in rec.error
