@@ -331,7 +331,8 @@ class Harness:
         with record_lock(self.run_dir.path, records_file):
             done = self.done_ids()
             for p in self.run_dir.problems:
-                log.warning("damaged record, sample will be redone: %s", p)
+                if p.sample_id not in done:  # a line whose sample was redone since is history
+                    log.warning("damaged record, sample will be redone: %s", p)
             todo = [s for s in todo_from if s.sample_id not in done]
             if todo:
                 self.run_dir.clear_fatal()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,9 +144,27 @@ class CorruptLine:
     file: Path
     line: int
     reason: str
+    # The sample the damaged line was about, where its bytes still name it (records are written
+    # with sorted keys, so a line cut short may end before its "sample_id").
+    sample_id: str | None = None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.reason}"
+
+
+_SAMPLE_ID = re.compile(rb'"sample_id":\s*("(?:[^"\\]|\\.)*")')
+
+
+def _named_sample(raw: bytes) -> str | None:
+    """The sample id a damaged record line still names, if it does."""
+    m = _SAMPLE_ID.search(raw)
+    if not m:
+        return None
+    try:
+        sid = json.loads(m.group(1))
+    except ValueError:
+        return None
+    return sid if isinstance(sid, str) else None
 
 
 @dataclass
@@ -235,7 +254,7 @@ class RunDir:
                     except ValueError as exc:
                         truncated = not raw.endswith(b"\n")
                         reason = "truncated line (interrupted write)" if truncated else str(exc)
-                        self.problems.append(CorruptLine(file, lineno, reason))
+                        self.problems.append(CorruptLine(file, lineno, reason, _named_sample(raw)))
                         continue
                     yield SampleRecord.from_json(rec)
 
