@@ -10,7 +10,7 @@ import json
 from typing import Any, Iterable, List, Optional
 
 import typer
-from rich.console import Console
+from magbench.console import Console
 from rich.table import Table
 
 from magbench.errors import MagbenchError
@@ -139,8 +139,7 @@ def run(
     )
 
     def warn_skipped(harness: Harness) -> None:
-        for name, why in harness.skipped_metrics.items():
-            err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}", highlight=False)
+        warn_skipped_metrics(harness.skipped_metrics, {m.name for m in harness.metrics})
 
     options = LaunchOptions(
         launcher=launcher, shards=shards, gpus=gpus, shard=shard, partition=partition, time=time_limit,
@@ -211,8 +210,7 @@ def score(
 
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     res = rescore_run(run_dir, _metric_list(metrics), parse_metric_options(metric_opt), dev)
-    for name, why in res.skipped_metrics.items():
-        err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}", highlight=False)
+    warn_skipped_metrics(res.skipped_metrics, set(res.metrics))
     console.print(f"{res.run_dir}: scored {res.scored} samples with {', '.join(res.metrics) or 'no metric'}", highlight=False)
     if res.without_frames:
         err_console.print(
@@ -221,8 +219,23 @@ def score(
         )
 
 
+def warn_skipped_metrics(skipped: dict[str, str], ran: set[str]) -> None:
+    """One warning per metric that did not run, or (``ran``) ran without its weights: only its
+    values that need none (correspondence's PSNR and SSIM without AlexNet)."""
+    for name, why in skipped.items():
+        if name in ran:
+            why, _, how = why.partition(" (ran without them: ")
+            err_console.print(
+                f"[yellow]warning:[/] metric {name} ran without its weights ({how.rstrip(')') or 'in part'}): "
+                f"only its values that need none; {why}", highlight=False, soft_wrap=True,
+            )
+        else:
+            err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}", highlight=False, soft_wrap=True)
+
+
 def _print_summary(summary) -> None:
     import numpy as np
+    from rich.markup import escape
 
     recs = [r for r in summary.records if r.ok]
     keys: list[str] = []
@@ -245,11 +258,19 @@ def _print_summary(summary) -> None:
     console.print(table)
     w = summary.warmup
     if w:
-        what = "the method's warmup()" if w["kind"] == "hook" else f"one untimed block of {w['sample_id']}"
-        console.print(f"warm-up: {what}, {w['seconds']:.1f} s" + (f" (failed: {w['error']})" if w.get("error") else ""), highlight=False)
+        # The failed tries' errors are their samples' own: printed below with the failures, not twice.
+        tried = [t["sample_id"] for t in w.get("tried") or []]
+        after = f" (after {', '.join(tried)} could not warm it up)" if tried else ""
+        if w["kind"] == "failed":
+            what = f"none: {', '.join(tried) or 'no sample'} could not warm the method up, so the first timed sample ran cold"
+        elif w["kind"] == "hook":
+            what = f"the method's warmup() on {w['sample_id']}{after}"
+        else:
+            what = f"one untimed block of {w['sample_id']}{after}"
+        console.print(f"warm-up: {what}, {w['seconds']:.1f} s", highlight=False, soft_wrap=True)
     for r in summary.records:
         if not r.ok:
-            err_console.print(f"[red]failed[/] {r.sample_id}: {r.error}")
+            err_console.print(f"[red]failed[/] {escape(r.sample_id)}: {escape(str(r.error))}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -138,7 +138,9 @@ class ReplayTask(Task):
             harness.method, info, context, target, device=harness.device, clock=harness.clock,
             hook=harness.stage_hook, device_baseline=harness.device_baseline, label=self.config.method,
         )
+        # Whether (kind, "failed" when no sample warmed up) and on what the process's warm-up ran.
         timing["warmup"] = (harness.warmup or {}).get("kind")
+        timing["warmup_sample"] = (harness.warmup or {}).get("sample_id")
         record.timing = _typed(Timing, timing)
         record.memory = _typed(MemoryUsage, memory)
         record.method_extras = dict(harness.method.sample_extras())

@@ -207,3 +207,12 @@ class NeedsRecall(Task):
 
     def run_sample(self, harness, sample, record):  # pragma: no cover - refused before any work
         raise AssertionError("never reached")
+
+
+class FailsShortTargets(ReplayContext):
+    """Works on whole samples, fails on the one-block warm-up: every sample is timed cold."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        if num_frames < 24:
+            raise RuntimeError("cannot generate fewer than 24 frames")
+        yield from super().generate(num_frames)
