@@ -354,7 +354,7 @@ def _ranking_notes(comparisons, primaries, requested, keys, valued) -> list[str]
         elif k != requested and k != PRIMARY_PREFERENCE[0]:
             before = PRIMARY_PREFERENCE[: PRIMARY_PREFERENCE.index(k)] if k in PRIMARY_PREFERENCE else PRIMARY_PREFERENCE
             notes.append(
-                f"{where}ranked by {k}, the first with values of {', '.join(PRIMARY_PREFERENCE)}"
+                f"{where}{'r' if where else 'R'}anked by {k}, the first with values of {', '.join(PRIMARY_PREFERENCE)}"
                 f" ({_join(before)} {'has' if len(before) == 1 else 'have'} none here; --primary picks another)."
             )
     return notes

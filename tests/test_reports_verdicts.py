@@ -65,7 +65,7 @@ def test_default_ranking_never_uses_a_column_without_values_and_names_the_metric
         set_metric(run, "corr_lpips", None)  # declared by its metric, never computed (no weights)
     lb = build([tmp_path])
     assert lb.primary == "psnr" and list(lb.frame["method"][:2]) == ["zeta-mem", "replay"]
-    assert any("ranked by psnr, the first with values of bestmatch_lpips, lpips, psnr" in n for n in lb.notes)
+    assert any("Ranked by psnr, the first with values of bestmatch_lpips, lpips, psnr" in n for n in lb.notes)
     assert any("No values for corr_lpips" in n for n in lb.notes)
     table = rich_table(lb.frame)
     assert "ranked by psnr" in str(table.title) and all("corr_lpips" not in str(c.header) for c in table.columns)
