@@ -116,8 +116,18 @@ def sample_seed(base: int, sample_id: str) -> int:
     return (base * 1_000_003 + zlib.crc32(sample_id.encode())) % (2**31 - 1)
 
 
+def method_class(name: str) -> type[Method]:
+    """The Method subclass ``--method NAME`` names: registered, ``package.module:Class``, or
+    ``videos:DIR`` (videos made elsewhere, magbench/baselines/videos.py)."""
+    if name.startswith("videos:"):
+        name = "videos"
+    return METHODS.get(name)  # a registered Method subclass, named by the registry
+
+
 def create_method(name: str, **options: Any) -> Method:
-    cls = METHODS.get(name)  # a registered Method subclass, named by the registry
+    cls = method_class(name)
+    if name.startswith("videos:"):
+        options = {**options, "dir": name[len("videos:"):]}
     try:
         return cls(**options)
     except OptionError:

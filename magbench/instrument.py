@@ -214,6 +214,9 @@ def run_method(
     }
     if "decode_s" in extra and generate_s > extra["decode_s"]:
         timing["fps_without_decode"] = produced / (generate_s - extra["decode_s"])
+    if not type(method).measures_time:
+        # Its calls are not a generator's work (videos read from files): no speed, no memory.
+        return generated, {"measured": False, "block_frames": timing["block_frames"]}, {}
     memory = {
         **mem.summary(),
         "peak_rss_bytes": rss.peak,

@@ -74,6 +74,9 @@ class Timing:
     # ``warmup_sample``: the sample it ran on.
     warmup: str | None = None
     warmup_sample: str | None = None
+    # False where nothing was timed (``--method videos:DIR``: videos made elsewhere); the speed
+    # fields are then empty.
+    measured: bool = True
     fps_without_decode: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -386,6 +386,10 @@ def _skipped_notes(runs: Sequence[Run], keys: Sequence[str], valued: Sequence[st
         names = sorted({m for ms in random.values() for m in ms})
         notes.append(f"{', '.join(names)} computed with random backbone weights (a test setting) in {_runs_text(sorted(random), len(runs))}: "
                      "such values only compare runs made the same way, never published numbers.")
+    untimed = [r for r in runs if any(rec.timing is not None and not rec.timing.measured for rec in r.records)]
+    if untimed:
+        notes.append(f"Not timed: {_join(sorted({r.run_id for r in untimed}))} scored videos made elsewhere "
+                     "(--method videos:DIR), so they have no speed or memory figures.")
     smoke = sorted({r.method for r in runs if r.random_method_weights})
     if smoke:
         notes.append(f"{', '.join(smoke)} ran with random weights (random_weights=true): a smoke test of the pipeline, not a result.")
@@ -591,9 +595,12 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
     sources = set(df["memory_source"]) if "memory_source" in df else {"generated"}
     show_source = sources != {"generated"}
     ranked = sorted({k for k in (df.attrs.get("primaries") or {}).values() if k}) or ([primary] if primary else [])
+    # End-to-end FPS first: work moved out of generate() cannot flatter it. No speed columns where
+    # nothing was timed (scored videos, `--method videos:DIR`).
+    timed = bool(df["e2e_fps_mean"].notna().any() or df["fps_mean"].notna().any()) if len(df) else False
     table = Table(title="MAG-Bench leaderboard" + (f", ranked by {' / '.join(ranked)}" if ranked else ""),
-                  caption="mean [95% bootstrap CI] over the samples every ranked method finished (n); ↑ higher / ↓ lower is better; "
-                          "e2e FPS: target frames / all of the method's time, gen FPS: / its generate() time",
+                  caption="mean [95% bootstrap CI] over the samples every ranked method finished (n); ↑ higher / ↓ lower is better"
+                          + ("; e2e FPS: target frames / all of the method's time, gen FPS: / its generate() time" if timed else ""),
                   box=box.SIMPLE_HEAD, pad_edge=False)
     longest = max([len(str(m)) for m in df["method"]] + [6])
     table.add_column("method", overflow="fold", min_width=min(longest, 24))
@@ -606,9 +613,6 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
         arrow = {True: " ↑", False: " ↓"}.get(higher_is_better(k, info), "")
         table.add_column(("* " if k == primary else "") + k + arrow, justify="right", overflow="fold", min_width=9)
     vram = bool(df["peak_vram_bytes"].notna().any()) if len(df) else False  # CPU runs record none
-    # End-to-end FPS first: work moved out of generate() cannot flatter it. No speed columns where
-    # nothing was timed (scored videos, `--method videos:DIR`).
-    timed = bool(df["e2e_fps_mean"].notna().any() or df["fps_mean"].notna().any()) if len(df) else False
     speed = ["e2e FPS", "gen FPS", "p50 block"] if timed else []
     for col in (*speed, *(["peak VRAM"] if vram else []), "KV end"):
         table.add_column(col, justify="right", overflow="fold")

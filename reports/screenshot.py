@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"wrote {out} from {html.name} over {len(runs)} runs")
+    print(f"wrote {out} from {html}")
     return out
 
 
