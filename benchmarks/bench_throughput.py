@@ -124,11 +124,11 @@ def instrument(clock: StageClock, samples: list[dict[str, Any]], loads: dict[str
         elif stage == "sample":
             c["wall"] = seconds
 
-    def on_sample(record: dict[str, Any]) -> None:
+    def on_sample(record) -> None:  # a magbench.record.SampleRecord
         c = clock.current
         method = harness_box["harness"].method
-        extra = method.timings() if record.get("status") == "ok" else {}
-        gen = float((record.get("timing") or {}).get("generate_s") or 0.0)
+        extra = method.timings() if record.ok else {}
+        gen = float(record.timing.generate_s if record.timing else 0.0)
         decode = float(extra.get("decode_s", 0.0))
         stages = {
             "text": c.get("text", 0.0),
@@ -142,9 +142,10 @@ def instrument(clock: StageClock, samples: list[dict[str, Any]], loads: dict[str
         wall = c.get("wall", 0.0)
         stages["other"] = max(0.0, wall - sum(stages.values()))
         samples.append({
-            "sample_id": record["sample_id"], "status": record.get("status"), "error": record.get("error"),
-            "wall_s": wall, "stages_s": stages, "frames_generated": record.get("num_target"),
-            "context_frames": record.get("num_context"), "peak_device_bytes": (record.get("memory") or {}).get("peak_device_bytes"),
+            "sample_id": record.sample_id, "status": record.status, "error": record.error,
+            "wall_s": wall, "stages_s": stages, "frames_generated": getattr(record.part, "num_target", None),
+            "context_frames": getattr(record.part, "num_context", None),
+            "peak_device_bytes": record.memory.peak_device_bytes if record.memory else None,
         })
 
     return hook, on_sample, harness_box

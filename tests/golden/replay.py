@@ -37,7 +37,7 @@ def method_memory(name: str, num_layers: int, **options: Any):
     import magbench.baselines.wan  # noqa: F401
     from magbench.registry import METHODS
 
-    return METHODS.get(name)(config="tiny", random_weights=True, **options)._make_memory(num_layers)
+    return METHODS.get(name)(config="tiny", random_weights=True, **options).make_memory(num_layers)
 
 
 def rel_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
