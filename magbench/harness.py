@@ -37,9 +37,9 @@ from magbench.hub import ARTIFACTS, resolved_commits
 from magbench.instrument import Clock, StageHook, allocated_bytes
 from magbench.locking import record_lock
 from magbench.method import Method
+from magbench.options import OptionError
 from magbench.protocol import ReplayProtocol
 from magbench.record import SampleRecord
-from magbench.options import OptionError
 from magbench.registry import METHODS
 from magbench.scoring import create_metrics, select_metrics
 from magbench.store import RecordWriter, RunDir, records_name, safe_name

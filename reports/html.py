@@ -27,12 +27,12 @@ from markupsafe import Markup
 import magbench
 from magbench.record import SampleRecord
 from magbench.reports import fmt, plots
-from magbench.reports.leaderboard import Group, Leaderboard, build
+from magbench.reports.leaderboard import Group, Leaderboard, build, entry_of
 from magbench.reports.paper import html_context as paper_section
 from magbench.reports.previews import PreviewError, load_preview, png_uri, side_by_side_gif_uri
 from magbench.reports.runs import Run, higher_is_better
 from magbench.reports.stats import N_RESAMPLES, SEED
-from magbench.reports.verdict import Verdict, bound_of, row_tag, tied_pairs
+from magbench.reports.verdict import Entry, Verdict, bound_of, row_tag, tied_pairs, verdict
 from magbench.store import atomic_write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -210,17 +210,13 @@ def _validity(rows: list[_Row], info: dict[str, Any]) -> dict[str, Any] | None:
             "more": max(0, len(flattered) - MAX_FLATTERED)}
 
 
-def _entry(row: _Row):
-    from magbench.reports.leaderboard import _entry as entry
-
-    return entry(row.group, row.values)
+def _entry(row: _Row) -> Entry:
+    return entry_of(row.group, row.values)
 
 
 def _summary(rows: list[_Row], primary: str | None, info: dict[str, Any], v: Verdict | None = None) -> dict[str, Any]:
     """Who remembers best, in words, with the sanity methods as the yardstick; withheld or
     qualified where a validity check fires for the would-be winner (magbench.reports.verdict)."""
-    from magbench.reports.verdict import verdict
-
     out: dict[str, Any] = {"lines": [], "alerts": [], "best": None, "withheld": None}
     if not primary:
         out["lines"].append("No metric values: nothing to rank.")

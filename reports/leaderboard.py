@@ -223,10 +223,11 @@ class Leaderboard:
 
     def entries(self, comparison: tuple[str, str]) -> list[Entry]:
         """The rows of one dataset/protocol, in rank order, as :mod:`magbench.reports.verdict` sees them."""
-        return [_entry(g, self.frame.iloc[i].to_dict()) for i, g in enumerate(self.groups) if g.comparison == comparison]
+        return [entry_of(g, self.frame.iloc[i].to_dict()) for i, g in enumerate(self.groups) if g.comparison == comparison]
 
 
-def _entry(group: Group, values: dict[str, Any]) -> Entry:
+def entry_of(group: Group, values: dict[str, Any]) -> Entry:
+    """A leaderboard row (``values``) of ``group`` as :mod:`magbench.reports.verdict` sees it."""
     return Entry(_name(group), group.first.kind, values, group.first.manifest.get("method") or {},
                  random_weights=group.first.random_method_weights)
 
