@@ -16,12 +16,14 @@ ceiling; a report labels it so only there.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
 
 from magbench.method import Method, MethodNeeds, SampleInfo
+from magbench.options import MethodOptions, option
 from magbench.registry import register_method
 
 BLOCK = 12  # frames per yielded block, like the Wan-based methods (3 latent frames)
@@ -30,11 +32,28 @@ MIRRORS = ("auto", "annotation", "frames", "switch")
 HONEST_KEYS = ("psnr", "ssim", "lpips", "bestmatch_ordered_*")
 
 
+@dataclass(frozen=True)
+class BlockOptions(MethodOptions):
+    """Options of every sanity method: how many frames each yielded block holds."""
+
+    block: int = option(BLOCK, ge=1, help="frames per yielded block")
+
+
+@dataclass(frozen=True)
+class ReplayOptions(BlockOptions):
+    """Options of the context replays (see :class:`ReplayContext`)."""
+
+    mirror: Literal["auto", "annotation", "frames", "switch"] = option(
+        "auto", help="where the turnaround comes from: auto (annotation, else frames, else switch) or one of them")
+    # mirror_axis returns a ratio in [0, 1]: 0 a perfect mirror, 1 no mirror at all.
+    detect_ratio: float = option(0.25, ge=0.0, le=1.0, help="largest mirror ratio accepted as a turnaround found in the frames")
+
+
 class _ContextMethod(Method):
     """Keeps the context frames it was shown (on its device)."""
 
     needs = MethodNeeds(gpu=False)
-    defaults = {"block": BLOCK}  # frames per yielded block
+    Options = BlockOptions
 
     def reset(self, sample: SampleInfo) -> None:
         super().reset(sample)
@@ -160,12 +179,7 @@ class ReplayContext(_ContextMethod):
     # Where the dataset has correspondences it has the turnaround too: the replay then shows
     # exactly the corresponding context frames, which the lossy stored ground truth cannot.
     bounds: ClassVar[dict[str, str]] = {**{k: "floor" for k in (*HONEST_KEYS, "bestmatch_*")}, "corr_*": "ceiling"}
-    defaults: ClassVar[dict[str, Any]] = {"block": BLOCK, "mirror": "auto", "detect_ratio": 0.25}
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        if self._opt("mirror") not in MIRRORS:
-            raise ValueError(f"mirror must be one of {', '.join(MIRRORS)}, not {self._opt('mirror')!r}")
+    Options = ReplayOptions  # a mirror outside MIRRORS is refused when the options are built
 
     def _opt(self, key: str) -> Any:
         return self.options[key]
@@ -241,7 +255,7 @@ class Oracle(Method):
     bounds: ClassVar[dict[str, str]] = {k: "ceiling" for k in ("psnr", "ssim", "lpips", "bestmatch_lpips",
                                                                 "bestmatch_psnr", "bestmatch_ssim", "bestmatch_ordered_*")}
 
-    defaults = {"block": BLOCK}
+    Options = BlockOptions
 
     def reset(self, sample: SampleInfo) -> None:
         super().reset(sample)

@@ -32,11 +32,12 @@ import magbench
 from magbench.data import Dataset, VideoSample, load_dataset
 from magbench.determinism import configure as configure_determinism
 from magbench.environment import git_commit, hardware, package_versions
-from magbench.errors import MagbenchError, MissingWeightsError, SampleError
+from magbench.errors import MagbenchError, MissingWeightsError, SampleError, StorageError
 from magbench.hub import ARTIFACTS, resolved_commits
 from magbench.instrument import Clock, StageHook, allocated_bytes
 from magbench.locking import record_lock
 from magbench.method import Method
+from magbench.options import OptionError
 from magbench.protocol import ReplayProtocol
 from magbench.record import SampleRecord
 from magbench.registry import METHODS
@@ -54,7 +55,9 @@ EXTRAS = {
     "timm": "consistency", "open_clip": "consistency", "submitit": "slurm", "flash_attn": "flash",
     "decord": "decord",
 }
-WARMUP = "each process: one untimed, unscored short sample (the first to run, one block), or the method's warmup()"
+WARMUP_TRIES = 8  # samples the warm-up tries before the run goes on cold (each failure is that sample's)
+WARMUP = ("each process: one untimed, unscored short sample (one block of the first of its samples that runs, "
+          f"trying up to {WARMUP_TRIES}), or the method's warmup(); each record's timing.warmup and warmup_sample say which ran")
 DEFAULT_TASK = "magbench-replay"
 
 
@@ -113,10 +116,22 @@ def sample_seed(base: int, sample_id: str) -> int:
     return (base * 1_000_003 + zlib.crc32(sample_id.encode())) % (2**31 - 1)
 
 
+def method_class(name: str) -> type[Method]:
+    """The Method subclass ``--method NAME`` names: registered, ``package.module:Class``, or
+    ``videos:DIR`` (videos made elsewhere, magbench/baselines/videos.py)."""
+    if name.startswith("videos:"):
+        name = "videos"
+    return METHODS.get(name)  # a registered Method subclass, named by the registry
+
+
 def create_method(name: str, **options: Any) -> Method:
-    cls = METHODS.get(name)  # a registered Method subclass, named by the registry
+    cls = method_class(name)
+    if name.startswith("videos:"):
+        options = {**options, "dir": name[len("videos:"):]}
     try:
         return cls(**options)
+    except OptionError:
+        raise  # already one line naming the option, the value and what is allowed
     except TypeError as exc:
         raise MagbenchError(f"method {name!r}: bad options {options}: {exc}") from exc
 
@@ -331,7 +346,8 @@ class Harness:
         with record_lock(self.run_dir.path, records_file):
             done = self.done_ids()
             for p in self.run_dir.problems:
-                log.warning("damaged record, sample will be redone: %s", p)
+                if p.sample_id not in done:  # a line whose sample was redone since is history
+                    log.warning("damaged record, sample will be redone: %s", p)
             todo = [s for s in todo_from if s.sample_id not in done]
             if todo:
                 self.run_dir.clear_fatal()
@@ -355,7 +371,7 @@ class Harness:
         self.device_baseline = allocated_bytes(self.device)
         bar = _Progress(len(todo), self.config.method, progress)
         try:
-            self.warmup = self.warm_up(todo[0])
+            self.warmup = self.warm_up(todo)
             for sample in todo:
                 record = self.run_sample(sample)
                 writer.append(record)
@@ -374,27 +390,36 @@ class Harness:
     def sample_seed(self, sample: VideoSample) -> int:
         return sample_seed(self.config.seed, sample.sample_id)
 
-    def warm_up(self, sample: VideoSample) -> dict[str, Any]:
+    def warm_up(self, candidates: list[VideoSample] | VideoSample) -> dict[str, Any]:
         """Untimed and unscored, before this process's first timed sample: the method's own
-        ``warmup`` hook, or the task's short version of ``sample`` (one block). Compilation,
-        autotuning and allocator growth land here, not in the first record. A failure is logged
-        and left to the sample itself to record."""
+        ``warmup`` hook, or the task's short version of a sample (one block). Compilation,
+        autotuning and allocator growth land here, not in the first record.
+
+        Tries ``candidates`` in order (at most :data:`WARMUP_TRIES`) until one warms the method
+        up: a sample whose video is missing must not leave the next one to be timed cold. Returns
+        ``kind`` ("hook" or "sample"; "failed" when no candidate worked), ``sample_id`` (the one
+        it ran on, or None), ``tried`` (the samples that failed first, with their errors: each is
+        left to the sample itself to record) and ``seconds``."""
         t0 = time.perf_counter()
         kind = "hook" if type(self.method).has_warmup() else "sample"
-        out: dict[str, Any] = {"kind": kind, "sample_id": sample.sample_id}
-        try:
-            if kind == "hook":
-                # The hook is told the sample as the task would hand it over (replay: its split).
-                info = self._warmup_info(sample)
-                torch.manual_seed(info.seed)
-                self.method.warmup(info)
-            else:
-                self.task.warm_up(self, sample)
-        except Exception as exc:  # the sample will fail again, and be recorded, if it is bad
-            out["error"] = f"{type(exc).__name__}: {exc}"
-            log.warning("warm-up on %s failed: %s", sample.sample_id, out["error"])
-            if isinstance(exc, torch.cuda.OutOfMemoryError):
-                torch.cuda.empty_cache()
+        out: dict[str, Any] = {"kind": "failed", "sample_id": None, "tried": []}
+        for sample in ([candidates] if isinstance(candidates, VideoSample) else list(candidates))[:WARMUP_TRIES]:
+            try:
+                if kind == "hook":
+                    # The hook is told the sample as the task would hand it over (replay: its split).
+                    info = self._warmup_info(sample)
+                    torch.manual_seed(info.seed)
+                    self.method.warmup(info)
+                else:
+                    self.task.warm_up(self, sample)
+            except Exception as exc:  # the sample will fail again, and be recorded, if it is bad
+                out["tried"].append({"sample_id": sample.sample_id, "error": f"{type(exc).__name__}: {exc}"})
+                log.info("warm-up on %s failed, trying the next sample: %s", sample.sample_id, out["tried"][-1]["error"])
+                if isinstance(exc, torch.cuda.OutOfMemoryError):
+                    torch.cuda.empty_cache()
+                continue
+            out.update(kind=kind, sample_id=sample.sample_id)
+            break
         out["seconds"] = time.perf_counter() - t0
         self.stage("warmup", out["seconds"])
         return out
@@ -417,6 +442,8 @@ class Harness:
         try:
             self.task.run_sample(self, sample, record)
             record.status = "ok"
+        except StorageError:
+            raise  # a read-only or full disk is the run's error, not this sample's: every later write fails too
         except (SampleError, MagbenchError) as exc:
             record.fail(f"{self.stage_name}: {exc}", type(exc).__name__)
         except torch.cuda.OutOfMemoryError as exc:
@@ -426,8 +453,8 @@ class Harness:
             tb = traceback.format_exc(limit=6)
             record.fail(f"{self.stage_name}: {type(exc).__name__}: {exc}", type(exc).__name__, tb)
         record.finished_at = _now()
-        if not record.ok:
-            log.warning("sample %s failed: %s", sample.sample_id, record.error)
+        if not record.ok:  # printed by the progress line and the summary: once each, not here too
+            log.debug("sample %s failed: %s", sample.sample_id, record.error)
         self.stage("sample", time.perf_counter() - t_sample)
         return record
 
@@ -458,6 +485,10 @@ class _Progress:
         self.done += 1
         if self._bar is not None:
             self._bar.advance(self._task)
+            if not record.ok:  # a failure is printed once while the run goes (and once in the summary)
+                from rich.markup import escape
+
+                self._bar.console.print(f"[red]failed[/] {escape(_one_line(record))}", highlight=False, soft_wrap=True)
         elif self.enabled:
             print(f"[{self.done}/{self.total}] {self.label} {_one_line(record)}", file=sys.stderr, flush=True)
 

@@ -133,8 +133,10 @@ def speed_quality(
     key: str,
     hib: bool | None,
     styles: dict[str, Style],
+    speed_label: str = "end-to-end FPS",
 ) -> str | None:
-    """Quality (``key``, with CI) against FPS; marker area grows with ``sizes_bytes``."""
+    """Quality (``key``, with CI) against FPS (``speed_label`` says which); marker area grows
+    with ``sizes_bytes``."""
     pts = [(l, f, q, s) for l, f, q, s in zip(labels, fps, quality, sizes_bytes)
            if not (fmt.is_missing(f) or fmt.is_missing(q[0]))]
     if not pts:
@@ -155,14 +157,14 @@ def speed_quality(
     fs = [p[1] for p in pts]
     if min(fs) > 0 and max(fs) / min(fs) > 30:
         ax.set_xscale("log")
-    ax.set_xlabel("frames per second (→ faster)", fontsize=9)
+    ax.set_xlabel(f"{speed_label} (→ faster)", fontsize=9)
     ax.set_ylabel(f"{key} ({direction(hib)})" if hib is not None else key, fontsize=9)
     ax.margins(x=0.25, y=0.2)
     if min(p[2][0] for p in pts) >= 0:  # the margin may reach below zero: no negative labels then
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "" if v < 0 else f"{v:g}"))
     if hib is False:
         ax.invert_yaxis()  # better is up in both directions of the chart
-    ax.set_title(f"{key} vs FPS (marker area: {size_label.split(' (')[0]})", fontsize=10, loc="left", color=TEXT, pad=12)
+    ax.set_title(f"{key} vs {speed_label} (marker area: {size_label.split(' (')[0]})", fontsize=10, loc="left", color=TEXT, pad=12)
     _style_axes(ax)
     fig.tight_layout()
     return to_data_uri(fig)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import torch
 
-from magbench.baselines.sanity import ReplayContext
+from magbench.baselines.sanity import HoldFirst, ReplayContext
 from magbench.method import Method, SampleInfo
 
 
@@ -170,6 +170,31 @@ def not_a_method() -> None:
     """A function where a Method class is expected."""
 
 
+# -- output outside the contract (floating point in [0, 1]) ---------------------------------------
+class Uint8Frames(ReplayContext):
+    """Yields 8-bit frames (0..255) instead of floats in [0, 1]."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        for block in super().generate(num_frames):
+            yield block.mul(255).round().to(torch.uint8)
+
+
+class SignedFrames(ReplayContext):
+    """Yields floats in [-5, 5]: a wrong value convention."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        for block in super().generate(num_frames):
+            yield block * 10 - 5
+
+
+class FrozenContender(HoldFirst):
+    """Declares itself a method but holds the first context frame (hold-first's output)."""
+
+    description = "A frozen first frame that claims to be a method."
+    kind = "method"
+    bounds = {}
+
+
 # -- tasks -------------------------------------------------------------------------------------------
 from magbench.tasks.base import Task  # noqa: E402
 
@@ -219,3 +244,12 @@ class TextToVideoStub(Method):
         if self.options["memory"] == "growing":
             return 1000 * self._made
         return 1000 * min(self._made, 21)
+
+
+class FailsShortTargets(ReplayContext):
+    """Works on whole samples, fails on the one-block warm-up: every sample is timed cold."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        if num_frames < 24:
+            raise RuntimeError("cannot generate fewer than 24 frames")
+        yield from super().generate(num_frames)
