@@ -54,28 +54,26 @@ flash-attn is absent it is replaced by a stub with the same signature calling to
 says which (``reference_attention``).
 
 Third-party packages the timed reference path needs: torch, diffusers (``ConfigMixin`` /
-``ModelMixin`` of ``CausalWanModel``), einops (``rearrange`` in ``wan/modules/vae.py``; also
-imported by the pipeline modules; replaced by a two-pattern shim here if absent). Stubbed (imported
-by the reference's modules, not used on the timed path): ``wan.modules.tokenizers`` (ftfy, regex,
-transformers), ``wan.modules.t5`` (accelerate); the package ``__init__`` files of ``wan``,
-``wan.modules``, ``pipeline``, ``model``, ``utils`` (which pull in easydict, the T5, the training
-code) are replaced by bare namespace modules. Not needed: omegaconf, easydict, ftfy, peft, lmdb,
-imageio, wandb, flash_attn. The config YAML is read with PyYAML when present, else its values
-are taken from the constants below (same values; the JSON says which).
+``ModelMixin`` of ``CausalWanModel``), einops (or the adapter's shim). How the reference's modules
+are imported without the rest of its stack (namespace packages, stubs, random weights) is all in
+``benchmarks/reference_adapter.py``. Not needed: omegaconf, easydict, ftfy, peft, lmdb, imageio,
+wandb, flash_attn. The config YAML is read with PyYAML when present, else its values are taken
+from the constants below (same values; the JSON says which).
 
-Usage (magbench installed with ``pip install --no-deps -e .``, or not: the script then maps this
-checkout's folders as pyproject's ``package-dir`` does; ``tests/golden/_reference.py`` is imported
-from this checkout)::
+Usage (magbench installed, e.g. ``pip install --no-deps -e .``; the reference is a clone of the
+public repository at the pinned commit, passed as ``--ref``)::
 
-    mkdir -p /tmp/ref/mag
-    git --git-dir=/work/.mirror/Xilluill+MAG/repo archive 08008c604c872b8a86123e3c4d13e4dda5806e08 | tar -x -C /tmp/ref/mag
-    echo 08008c604c872b8a86123e3c4d13e4dda5806e08 > /tmp/ref/mag/REFERENCE_COMMIT
-    # CPU smoke test: tiny model (tests/golden/tiny.py dims) at 32x48, the same code paths (~15 s)
-    python benchmarks/bench_reference.py --ref /tmp/ref/mag --tiny --device cpu --out /tmp/bench_reference_tiny.json
-    # one H100: the checkout must be on the device, e.g. extracted into the ignored .device-carry/MAG
-    # and carried; --budget-s leaves time for the summary (the JSON is rewritten after every phase)
+    git clone https://github.com/Xilluill/MAG ref-mag
+    git -C ref-mag checkout 08008c604c872b8a86123e3c4d13e4dda5806e08
+    # CPU smoke test: tiny model at 32x48, the same code paths (~3 min on 2 cores)
+    python benchmarks/bench_reference.py --ref ref-mag --tiny --device cpu --out /tmp/bench_reference_tiny.json
+    # one GPU (the device tool: put the clone in an ignored folder, e.g. .device-carry/MAG, and carry
+    # it); --budget-s leaves time for the summary (the JSON is rewritten after every phase)
     python benchmarks/bench_reference.py --ref .device-carry/MAG --budget-s 300 --out bench_reference.json
     python benchmarks/bench_reference.py --ref .device-carry/MAG --settings mag,decode --warmup 2 --blocks 4
+
+A copy made with ``git archive`` (no ``.git``) names its commit in a ``REFERENCE_COMMIT`` file
+beside it; the JSON records the commit found, and a warning is printed when it is not the pinned one.
 
 ``--settings`` picks rows (``mag,decode,window,full``; aliases ``self-forcing``, ``full-history``),
 ``--history`` the frames in memory (120), ``--warmup``/``--blocks`` the counts (2/4),
@@ -86,10 +84,8 @@ from this checkout)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import gc
-import importlib
 import json
 import os
 import platform
@@ -102,54 +98,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
+if str(HERE) not in sys.path:  # bench_wan and the adapter sit beside this script
     sys.path.insert(0, str(HERE))
-if str(HERE.parent / "tests") not in sys.path:
-    sys.path.append(str(HERE.parent / "tests"))
-
-
-def _magbench_from_checkout() -> str:
-    """magbench as installed, else from this checkout with pyproject's ``package-dir`` mapping
-    (``magbench.baselines`` = ``baselines/`` ...), so no ``pip install`` is needed on the device."""
-    try:
-        import magbench.baselines.wan.build  # noqa: F401
-
-        return "installed"
-    except ImportError:
-        pass
-    import importlib.abc
-    import importlib.util
-
-    root = HERE.parent
-    folders = {"magbench": root / "magbench", **{f"magbench.{p}": root / p for p in ("baselines", "metrics", "reports", "runners")}}
-
-    class Finder(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            folder = folders.get(name)
-            if folder is None:
-                return None
-            return importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
-
-    for name in list(sys.modules):
-        if name == "magbench" or name.startswith("magbench."):
-            del sys.modules[name]
-    sys.meta_path.insert(0, Finder())
-    import magbench.baselines.wan.build  # noqa: F401,F811
-
-    return f"from the checkout {root} (not installed)"
-
-
-MAGBENCH_SOURCE = _magbench_from_checkout()
 
 import bench_wan  # noqa: E402  (magbench's own builders and timing loop)
-from golden import _reference as golden_ref  # noqa: E402  (namespace packages + stubs, commit)
+from reference_adapter import (  # noqa: E402  (the reference's modules, imported from its checkout)
+    EXPECTED_COMMIT, NO_MEMORY_MODEL, RANDOM_CKPT, Placeholder, Reference, not_a_checkout,
+)
 
+import magbench  # noqa: E402
 from magbench.baselines.wan.model import WanConfig  # noqa: E402
 
-EXPECTED_COMMIT = "08008c604c872b8a86123e3c4d13e4dda5806e08"
 BLOCK = 3
 PIXELS_PER_BLOCK = 12
 SETTINGS = ("mag", "decode", "window", "full")
@@ -182,10 +143,6 @@ MB_SETTINGS = {
     "window": ("self-forcing", {"window_frames": 21, "sink_frames": 2}),
     "full": ("full-history", {}),
 }
-NO_MEMORY_MODEL = "<no memory model: generator-only path>"
-RANDOM_CKPT = "<random weights>"
-# WanVAE_ overrides for --tiny (the structure of magbench's tiny_vae_config).
-TINY_REF_VAE = {"dim": 8, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1}
 
 
 # -- small utilities ------------------------------------------------------------------------------
@@ -225,258 +182,22 @@ def write_json(path: str | None, obj: dict) -> None:
     os.replace(tmp, p)
 
 
-def _einops_shim() -> types.ModuleType:
-    """``einops`` for the two patterns the reference's VAE uses, when einops is not installed."""
-    mod = types.ModuleType("einops")
 
-    def rearrange(x: torch.Tensor, pattern: str, **axes: int) -> torch.Tensor:
-        lhs, rhs = (" ".join(s.split()) for s in pattern.split("->"))
-        if lhs == "b c t h w" and rhs == "(b t) c h w":
-            b, c, t, h, w = x.shape
-            return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        if lhs == "(b t) c h w" and rhs == "b c t h w":
-            bt, c, h, w = x.shape
-            t = axes["t"]
-            return x.reshape(bt // t, t, c, h, w).permute(0, 2, 1, 3, 4)
-        raise NotImplementedError(f"einops shim: pattern {pattern!r}")
-
-    def repeat(*args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("einops shim: repeat (not on the timed path)")
-
-    mod.rearrange, mod.repeat = rearrange, repeat
-    mod.__magbench_shim__ = True
-    return mod
-
-
-def flash_attention_sdpa(q, k, v, q_lens=None, k_lens=None, dropout_p=0.0, softmax_scale=None, q_scale=None,
-                         causal=False, window_size=(-1, -1), deterministic=False, dtype=torch.bfloat16, version=None):
-    """Stand-in for the reference's ``wan.modules.model.flash_attention`` (flash-attn only, no
-    fallback) when flash-attn is absent: same [B, L, N, D] layout, half-precision cast and output
-    dtype, torch SDPA. Only the unpadded case the timed path uses (``k_lens=None``)."""
-    if q_lens is not None or k_lens is not None or window_size != (-1, -1) or q_scale is not None:
-        raise NotImplementedError("flash_attention_sdpa: only the unpadded, unwindowed case")
-    out_dtype = q.dtype
-    half = (torch.float16, torch.bfloat16)
-    q, k, v = (x if x.dtype in half else x.to(dtype) for x in (q, k, v))
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2).to(q.dtype), v.transpose(1, 2).to(q.dtype),
-                                         dropout_p=dropout_p, is_causal=causal, scale=softmax_scale)
-    return out.transpose(1, 2).contiguous().type(out_dtype)
-
-
-class _TinyTorch:
-    """``torch`` as the reference pipeline modules see it in ``--tiny`` runs: their hard-coded
-    Wan-1.3B cache shapes ``[B, tokens, 12, 128]`` (and 512 cross-attention tokens) are given the
-    tiny model's heads, head size and text length. Everything else is torch itself."""
-
-    def __init__(self, heads: int, head_dim: int, text_len: int) -> None:
-        self.heads, self.head_dim, self.text_len = heads, head_dim, text_len
-
-    def zeros(self, shape: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
-        shape = list(shape)
-        if len(shape) == 4 and shape[2:] == [12, 128]:
-            shape[2:] = [self.heads, self.head_dim]
-            if shape[1] == 512:
-                shape[1] = self.text_len
-        return torch.zeros(shape, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(torch, name)
-
-
-# -- the reference, imported from its checkout ------------------------------------------------------
-class Reference:
-    """The reference's modules, imported from ``root`` with the stubs above, and what it needs to
-    run with random weights: ``CausalWanModel.from_pretrained`` builds the configured dims with
-    the model's own initialisation (on the target device), the text encoder returns random prompt
-    embeddings, ``_video_vae`` builds ``WanVAE_`` with its own initialisation instead of loading
-    the checkpoint."""
-
-    def __init__(self, root: Path, cfg: WanConfig, tiny: bool, device: torch.device, dtype: torch.dtype) -> None:
-        self.root = Path(root).resolve()
-        if not (self.root / "pipeline" / "memory_generation_pipeline.py").is_file():
-            raise FileNotFoundError(f"{self.root}: not a Xilluill/MAG checkout (pipeline/memory_generation_pipeline.py missing)")
-        self.cfg, self.tiny, self.device, self.dtype = cfg, tiny, device, dtype
-        try:
-            self.commit = golden_ref.git_commit(self.root)
-        except Exception as exc:  # a plain copy without REFERENCE_COMMIT
-            self.commit = f"unknown ({exc.__class__.__name__})"
-        notes = {}
-        try:
-            import einops  # noqa: F401
-
-            notes["einops"] = "installed"
-        except ImportError:
-            sys.modules["einops"] = _einops_shim()
-            notes["einops"] = "shim (einops not installed): rearrange for the VAE's two patterns"
-        try:
-            import torch.cuda.amp  # noqa: F401  (wan/modules/vae.py imports it; unused on the timed path)
-        except ImportError:
-            sys.modules["torch.cuda.amp"] = types.ModuleType("torch.cuda.amp")
-            notes["torch.cuda.amp"] = "stubbed"
-        stubs = {"wan.modules.tokenizers": ["HuggingfaceTokenizer"], "wan.modules.t5": ["umt5_xxl", "T5EncoderModel"],
-                 "einops": ["rearrange", "repeat"]}
-        golden_ref.setup(self.root, ["wan", "wan.modules", "utils", "pipeline", "model"], stubs)
-        # The namespace packages carry their own __path__: the checkout's root (with its own
-        # ``datasets``/``evaluate``/``utils`` folders) need not stay on sys.path for everyone else.
-        with contextlib.suppress(ValueError):
-            sys.path.remove(str(self.root))
-        self.attn = importlib.import_module("wan.modules.attention")
-        self.wm = importlib.import_module("wan.modules.model")
-        self.cm = importlib.import_module("wan.modules.causal_model")
-        self.vae_mod = importlib.import_module("wan.modules.vae")
-        self.ww = importlib.import_module("utils.wan_wrapper")
-        self.ldm = importlib.import_module("model.long_dmd_model")
-        self.pipe_mod = importlib.import_module("pipeline.memory_generation_pipeline")
-        self.notes = notes
-
-        # flash-attn-4 (magbench's optional kernel) installs a ``flash_attn`` namespace package
-        # without flash-attn 2's functions: the reference's ``import flash_attn`` then succeeds and
-        # it would call a function that is not there. Only a real flash-attn 2 counts.
-        if self.attn.FLASH_ATTN_2_AVAILABLE and not hasattr(getattr(self.attn, "flash_attn", None), "flash_attn_varlen_func"):
-            self.attn.FLASH_ATTN_2_AVAILABLE = False
-            notes["flash_attn"] = "a flash_attn package without flash_attn_varlen_func (flash-attn-4): not flash-attn 2"
-        fa2, fa3 = bool(self.attn.FLASH_ATTN_2_AVAILABLE), bool(self.attn.FLASH_ATTN_3_AVAILABLE)
-        self.attention = {
-            "self_attention": ("reference flash-attn (its attention(): FA3 if available, else FA2)" if (fa2 or fa3) else
-                               "reference SDPA fallback: wan.modules.attention.attention (q/k/v cast to bf16, "
-                               "torch.nn.functional.scaled_dot_product_attention); flash-attn 2/3 not importable"),
-            "cross_attention": ("reference flash_attention" if (fa2 or fa3) else
-                                "stub: wan.modules.model.flash_attention (flash-attn only in the reference, no fallback) "
-                                "replaced by a same-signature torch SDPA call"),
-            "flash_attn_2_available": fa2,
-            "flash_attn_3_available": fa3,
-        }
-        if not (fa2 or fa3):
-            self.wm.flash_attention = flash_attention_sdpa
-        # Record the key length of every self-attention call (attended frames), then call the
-        # reference's own function.
-        self.last_kv_tokens = 0
-        own_attention = self.cm.attention
-
-        def attention(q, k, v, *args, **kwargs):
-            self.last_kv_tokens = k.shape[1]
-            return own_attention(q, k, v, *args, **kwargs)
-
-        self.cm.attention = attention
-
-        dims = dict(dim=cfg.dim, ffn_dim=cfg.ffn_dim, num_heads=cfg.num_heads, num_layers=cfg.num_layers, in_dim=cfg.in_dim,
-                    out_dim=cfg.out_dim, patch_size=tuple(cfg.patch_size), text_len=cfg.text_len, text_dim=cfg.text_dim,
-                    freq_dim=cfg.freq_dim, eps=cfg.eps, qk_norm=cfg.qk_norm, cross_attn_norm=cfg.cross_attn_norm)
-        ref = self
-
-        def from_pretrained(cls, path, **kw):
-            if path == NO_MEMORY_MODEL:
-                return _Placeholder()
-            with ref.device_ctx():
-                return cls(model_type="t2v", **dims, **kw)
-
-        self.cm.CausalWanModel.from_pretrained = classmethod(from_pretrained)
-        own_video_vae = self.vae_mod._video_vae
-
-        def video_vae(pretrained_path=None, z_dim=None, device="cpu", **kw):
-            if tiny:
-                kw = {**TINY_REF_VAE, **kw}
-            with self._vae_without_checkpoint():
-                return own_video_vae(pretrained_path=pretrained_path, z_dim=z_dim, device=device, **kw)
-
-        self.ww._video_vae = video_vae
-        self.prompt = torch.randn(1, cfg.text_len, cfg.text_dim, generator=torch.Generator().manual_seed(1)).to(device, dtype)
-        self.empty_prompt = torch.randn(1, cfg.text_len, cfg.text_dim, generator=torch.Generator().manual_seed(2)).to(device, dtype)
-        outer = self
-
-        class TextEncoder(torch.nn.Module):  # WanTextEncoder's interface, random embeddings (512 tokens, as UMT5's padded output)
-            def __init__(self, device: Any = "cpu") -> None:
-                super().__init__()
-
-            def forward(self, text_prompts: list[str]) -> dict:
-                e = outer.empty_prompt if all(p == "" for p in text_prompts) else outer.prompt
-                return {"prompt_embeds": e.expand(len(text_prompts), -1, -1)}
-
-        self.pipe_mod.WanTextEncoder = TextEncoder
-        if tiny:
-            proxy = _TinyTorch(cfg.num_heads, cfg.head_dim, cfg.text_len)
-            self.pipe_mod.torch = proxy  # _initialize_cache, init_state
-            self.ldm.torch = proxy  # _initialize_crossattn_cache
-
-    @contextlib.contextmanager
-    def device_ctx(self):
-        """Build modules directly on the device (the reference builds on the CPU and loads a
-        checkpoint; building 1.3B parameters on the CPU takes ~20 s here and changes no timing)."""
-        with torch.device(self.device):
-            yield
-
-    @contextlib.contextmanager
-    def _vae_without_checkpoint(self):
-        """While ``_video_vae`` runs: its ``torch.device('meta')`` becomes the target device and
-        ``torch.load`` / ``load_state_dict`` load nothing, so ``WanVAE_`` keeps its own init."""
-        vae_mod, device = self.vae_mod, self.device
-
-        class _T:
-            def __getattr__(self, name: str) -> Any:
-                return getattr(torch, name)
-
-            @staticmethod
-            def device(d: Any) -> torch.device:
-                return device if d == "meta" else torch.device(d)
-
-            @staticmethod
-            def load(*args: Any, **kwargs: Any) -> None:
-                return None
-
-        own_lsd = vae_mod.WanVAE_.load_state_dict
-
-        def load_state_dict(module, state, *args, **kwargs):
-            return None if state is None else own_lsd(module, state, *args, **kwargs)
-
-        vae_mod.torch, vae_mod.WanVAE_.load_state_dict = _T(), load_state_dict
-        try:
-            yield
-        finally:
-            vae_mod.torch, vae_mod.WanVAE_.load_state_dict = torch, own_lsd
-
-    # -- building --------------------------------------------------------------------------------
-    def config(self, setting: str, yaml_cfg: dict) -> types.SimpleNamespace:
-        s = REF_SETTINGS[setting]
-        return types.SimpleNamespace(
-            num_frame_per_block=int(yaml_cfg["num_frame_per_block"]),
-            local_attn_size=s["local_attn_size"],
-            sink_size=s["sink_size"],
-            cache_mode=s["cache_mode"],
-            denoising_step_list=list(yaml_cfg["denoising_step_list"]),
-            warp_denoising_step=bool(yaml_cfg["warp_denoising_step"]),
-            timestep_shift=float(yaml_cfg["timestep_shift"]),
-            mixed_precision=bool(yaml_cfg["mixed_precision"]),
-            generator_ckpt=RANDOM_CKPT,
-            memory_ckpt=RANDOM_CKPT if s["memory_model"] else NO_MEMORY_MODEL,
-        )
-
-    def pipeline(self, args: types.SimpleNamespace, frame_tokens: int):
-        """``memory_generation_pipeline(args, device)`` then ``.to(dtype=bf16, device)`` as
-        ``inference_magbench.py`` does."""
-        pipe = self.pipe_mod.memory_generation_pipeline(args, device=self.device)
-        pipe = pipe.to(dtype=self.dtype, device=self.device)
-        if self.tiny:  # its hard-coded Wan-1.3B sizes
-            pipe.num_transformer_blocks = self.cfg.num_layers
-            pipe.frame_seq_length = frame_tokens
-        elif pipe.num_transformer_blocks != self.cfg.num_layers or pipe.frame_seq_length != frame_tokens:
-            raise RuntimeError(f"reference pipeline sizes {pipe.num_transformer_blocks} layers / {pipe.frame_seq_length} tokens "
-                               f"per frame != {self.cfg.num_layers} / {frame_tokens}")
-        return pipe
-
-    def vae(self):
-        """``WanVAEWrapper(device).to(torch.bfloat16)`` as the pipeline builds it."""
-        with self.device_ctx():
-            return self.ww.WanVAEWrapper(self.device).to(torch.bfloat16).to(self.device)
-
-
-class _Placeholder(torch.nn.Module):
-    """Stands where the pipeline builds a network the setting does not use (the memory model in
-    the generator-only path) or its end-of-video decode (not what is timed)."""
-
-    device = None
-
-    def decode_to_pixel(self, latent, use_cache=False, offload_cpu=False):
-        return latent
+def ref_config(setting: str, yaml_cfg: dict) -> types.SimpleNamespace:
+    """The reference pipeline's ``args`` for ``setting`` (as ``inference_magbench.py`` reads its YAML)."""
+    s = REF_SETTINGS[setting]
+    return types.SimpleNamespace(
+        num_frame_per_block=int(yaml_cfg["num_frame_per_block"]),
+        local_attn_size=s["local_attn_size"],
+        sink_size=s["sink_size"],
+        cache_mode=s["cache_mode"],
+        denoising_step_list=list(yaml_cfg["denoising_step_list"]),
+        warp_denoising_step=bool(yaml_cfg["warp_denoising_step"]),
+        timestep_shift=float(yaml_cfg["timestep_shift"]),
+        mixed_precision=bool(yaml_cfg["mixed_precision"]),
+        generator_ckpt=RANDOM_CKPT,
+        memory_ckpt=RANDOM_CKPT if s["memory_model"] else NO_MEMORY_MODEL,
+    )
 
 
 class BlockTimer:
@@ -566,9 +287,9 @@ def ref_transformer_phase(ref: Reference, setting: str, yaml_cfg: dict, args, ge
     n = warm + timed
     free(device)
     base = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
-    pipe = ref.pipeline(ref.config(setting, yaml_cfg), ft)
+    pipe = ref.pipeline(ref_config(setting, yaml_cfg), ft)
     vae = pipe.vae if with_vae else None
-    pipe.vae = _Placeholder()  # the pipeline's end-of-video whole decode is not timed (streaming decode is, per block)
+    pipe.vae = Placeholder()  # the pipeline's end-of-video whole decode is not timed (streaming decode is, per block)
     pipe.vae.device = device
     free(device)  # the pipeline's VAE where this setting has no decode
     reset_peak(device)
@@ -705,7 +426,8 @@ def mb_decode_phase(bw_args, args, geo: dict, device, dtype) -> dict:
 # -- driver ---------------------------------------------------------------------------------------
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ref", required=True, help="checkout of Xilluill/MAG (see the module docstring)")
+    ap.add_argument("--ref", required=True,
+                    help="a clone of github.com/Xilluill/MAG at 08008c604c872b8a86123e3c4d13e4dda5806e08 (see the module docstring)")
     ap.add_argument("--tiny", action="store_true", help="tiny model and resolution (CPU smoke test, same code paths)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="bf16", choices=["bf16"], help="the reference's SDPA fallback casts to bf16")
@@ -718,6 +440,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--budget-s", type=float, default=None, help="skip phases that would start after this many seconds")
     ap.add_argument("--out", default=None, help="JSON output, rewritten after every phase")
     args = ap.parse_args(argv)
+    problem = not_a_checkout(Path(args.ref))
+    if problem:
+        ap.error(problem)
     sel = [ALIASES.get(s.strip(), s.strip()) for s in args.settings.split(",") if s.strip()]
     bad = [s for s in sel if s not in SETTINGS]
     if bad:
@@ -826,7 +551,7 @@ def main(argv: list[str] | None = None) -> dict:
         "frame_tokens": geo["frame_tokens"], "history_frames": args.history, "warmup": args.warmup, "blocks": args.blocks,
         "magbench_attention": bw_args.backends, "magbench_method_options": bench_wan.method_options(bw_args),
         "reference_commit": ref.commit, "reference_path": str(ref.root), "reference_attention": ref.attention,
-        "reference_import_notes": ref.notes, "magbench_source": MAGBENCH_SOURCE,
+        "reference_import_notes": ref.notes, "magbench_source": str(Path(magbench.__file__).parent),
         "reference_config": yaml_cfg, "reference_config_source": yaml_note,
         "reference_settings": REF_SETTINGS, "magbench_settings": {k: {"method": v[0], "options": v[1]} for k, v in MB_SETTINGS.items()},
         "interleaving": "per setting two phases (reference; magbench with its backends alternating by block), the first "

@@ -4,31 +4,36 @@ sample's time goes.
 
 Runs a real method (default ``self-forcing`` of baselines/wan, random weights: the timings do not
 depend on them) through :class:`magbench.harness.Harness` exactly as ``magbench run`` does, on a
-synthetic leave-and-return set at the protocol's lengths, and splits each sample's wall time into
+synthetic leave-and-return set at the protocol's lengths. The script is a client of the harness
+and nothing more: it reads the records (``timing``: what the harness timed of the method's calls,
+plus the method's own ``timings()``), the harness's stage hook (``Harness(config,
+stage_hook=...)``: ``input``, ``score``, ``save``, ``load``, ``warmup``) and the time at which
+each record is finished. Per sample:
 
-* ``text``: ``reset``, i.e. the prompt embeddings (with ``random_weights`` the Wan methods use
-  pseudo-embeddings; with real weights UMT5 embeddings come from the on-disk prompt cache, and the
-  encoder only runs for an unseen prompt);
-* ``vae_encode``: streaming VAE encode of the context;
-* ``context_fill``: the rest of ``memorize``: the transformer's cache-update pass over the context
-  blocks;
-* ``context_decode``: the streaming decoder run over the context latents, which brings its causal
-  cache to where generation starts (the Wan methods' design; part of ``memorize``);
-* ``generate``: the transformer over the target blocks (the method's ``transformer_s``);
-* ``decode``: the streaming VAE decode of the generated blocks (``decode_s``);
-* ``metrics``: scoring (``--metrics``, LPIPS backbones with random weights);
-* ``other``: video decode and resize, previews, the record write.
+* ``text``: ``reset`` (with ``random_weights`` the Wan methods use pseudo-embeddings; with real
+  weights UMT5 embeddings come from the on-disk prompt cache);
+* ``memorize``: the context pass, split into ``context_encode`` / ``context_fill`` /
+  ``context_decode`` where the method reports those parts in ``timings()``
+  (``context_encode_s``, ``context_fill_s``, ``context_decode_s``), as one stage otherwise;
+* ``generate``: the blocks' time less their decode (``decode_s``) and ground-truth memory writes;
+* ``decode``: the streaming decode of the generated blocks (``decode_s``, where reported);
+* ``gt_memory``: ``remember_ground_truth`` (``--memory-source ground-truth`` only);
+* ``memory_bytes``: the memory accounting calls;
+* ``input``: video decode, checks, split and resize; ``metrics``: scoring; ``save``: frames,
+  previews, videos;
+* ``other``: the rest of the wall time between two finished records (the record write, the copy
+  of the blocks to the CPU, progress). Where the harness overlaps stages (a pipelined harness),
+  the stages sum to more than the wall time and ``other`` reads 0 (``overlap_s`` says by how much).
 
-Each stage is timed with the device synchronised on both sides, through the harness's stage hook
-(``Harness(config, stage_hook=...)``). The method loads once per ``Harness.run`` (``load_s``,
-reported apart); the harness's own one-block warm-up and ``--warmup`` samples are not counted.
-Methods other than the Wan ones get the stages the harness itself sees (``vae_encode`` and
-``context_fill`` then read as one ``memorize``).
+The wall time of a sample is the time between two finished samples (the last phase of each,
+``save``; the first timed one counts from the end of the harness's warm-up): what decides
+samples per hour. The method loads once (``load_s``, apart); the harness's own one-block warm-up and the
+``--warmup`` samples are not counted.
 
-Usage (one GPU; sized for < 5 minutes on an H100, not yet timed on one)::
+Usage (one GPU; a few minutes)::
 
     python benchmarks/bench_throughput.py --out bench_throughput.json
-    python benchmarks/bench_throughput.py --method mag --samples 6 --out mag.json
+    python benchmarks/bench_throughput.py --method mag --samples 2 --seconds 20 --out mag.json
     python benchmarks/bench_throughput.py --tiny --out /tmp/bench_throughput_tiny.json   # CPU smoke test
 """
 
@@ -36,127 +41,141 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-STAGES = ("text", "vae_encode", "context_fill", "context_decode", "generate", "decode", "metrics", "other")
+# The method's memorize parts, where its timings() reports them (record timing keys -> stage).
+MEMORIZE_PARTS = {"context_encode_s": "context_encode", "context_fill_s": "context_fill", "context_decode_s": "context_decode"}
+HARNESS_STAGES = {"input": "input", "score": "metrics", "save": "save"}
 
 
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", default="self-forcing", help="any registered method (default self-forcing)")
     ap.add_argument("--opt", action="append", default=[], help="method option KEY=VALUE (default random_weights=true)")
     ap.add_argument("--samples", type=int, default=4, help="timed samples")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed samples first (CUDA kernels, allocator)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed samples first (after the harness's own warm-up)")
     ap.add_argument("--seconds", type=float, default=10.0, help="video duration (the protocol splits it 75/25)")
+    ap.add_argument("--size", default="64x112", help="HxW of the synthetic videos on disk (the harness resizes them)")
+    ap.add_argument("--memory-source", default="generated", choices=["generated", "ground-truth"])
     ap.add_argument("--metrics", default="psnr,ssim,lpips,bestmatch", help="metrics to time (LPIPS family: random weights)")
+    ap.add_argument("--no-keep-frames", action="store_true", help="as magbench run --no-keep-frames")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on CPU")
     ap.add_argument("--tiny", action="store_true", help="tiny Wan config, 32x48, CPU: a smoke test")
     ap.add_argument("--out", default="bench_throughput.json", help="JSON output")
-    return ap.parse_args()
+    return ap.parse_args(argv)
 
 
-class StageClock:
-    """Accumulates synchronised wall time per stage for the current sample."""
+@dataclass
+class Observer:
+    """What the harness tells a client: stage-hook events and finished records, with their times.
 
-    def __init__(self, device: str) -> None:
-        self.cuda = device.startswith("cuda")
-        self.device = device
-        self.current: dict[str, float] = {}
-        self.phase = ""
+    Each event is the sample's whose phase reported it (``Harness.sample_in_progress``: the
+    pipeline runs neighbouring samples' phases on other threads at the same time). A sample is
+    done when its last phase reported (``save``), or, failed, when its record came."""
 
-    def sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
+    clock: Any = time.perf_counter
+    harness: Any = None  # set once the harness exists (the hook is called only while it runs)
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)  # sample id -> stage -> seconds
+    done_at: dict[str, float] = field(default_factory=dict)
+    load_s: float = 0.0
+    warmup_s: float = 0.0
+    warmup_end: float | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
 
-    def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self.sync()
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.sync()
-                self.current[stage] = self.current.get(stage, 0.0) + time.perf_counter() - t0
-
-        return timed
-
-
-def instrument(clock: StageClock, samples: list[dict[str, Any]], loads: dict[str, float]):
-    """The harness's stage hook and per-record callback that fill ``samples`` and ``loads``.
-
-    The harness reports its own stages (``load``, ``reset``, ``memorize``, ``score``, ``sample``)
-    through the hook; inside the Wan methods, the streaming VAE's pushes are wrapped after each
-    ``reset`` (they are the method's internals, which the harness cannot see)."""
-    harness_box: dict[str, Any] = {}
-
-    def hook(stage: str, seconds: float) -> None:
-        c = clock.current
+    def hook(self, stage: str, seconds: float) -> None:
+        now = self.clock()
         if stage == "load":
-            loads["load_s"] = loads.get("load_s", 0.0) + seconds
-        elif stage == "input":  # a sample's first stage: its frames are read
-            clock.current = {}
-        elif stage == "reset":
-            c["text"] = c.get("text", 0.0) + seconds
-            clock.phase = "memorize"  # reset has returned; memorize runs until its own report
-            method = harness_box["harness"].method
-            enc = getattr(method, "_enc", None)
-            if enc is not None and hasattr(enc, "push"):
-                enc.push = clock.wrap("vae_encode", enc.push)
-            dec = getattr(method, "_dec", None)
-            if dec is not None and hasattr(dec, "push"):
-                push, primed = dec.push, clock.wrap("context_decode", dec.push)
-                # Only the pushes made while memorising are the context's; generation's are in decode_s.
-                dec.push = lambda *a, **k: primed(*a, **k) if clock.phase == "memorize" else push(*a, **k)
-        elif stage == "memorize":
-            c["memorize"] = c.get("memorize", 0.0) + seconds
-            clock.phase = ""
-        elif stage == "score":
-            c["metrics"] = c.get("metrics", 0.0) + seconds
-        elif stage == "sample":
-            c["wall"] = seconds
+            self.load_s += seconds
+        elif stage == "warmup":
+            self.warmup_s += seconds
+            self.warmup_end = now
+        elif stage in HARNESS_STAGES:
+            sid = self.harness.sample_in_progress if self.harness is not None else None
+            if sid is not None:
+                mine = self.stages.setdefault(sid, {})
+                mine[stage] = mine.get(stage, 0.0) + seconds
+                if stage == "save":
+                    self.done_at[sid] = now
 
-    def on_sample(record) -> None:  # a magbench.record.SampleRecord
-        c = clock.current
-        method = harness_box["harness"].method
-        extra = method.timings() if record.ok else {}
-        gen = float(record.timing.generate_s if record.timing else 0.0)
-        decode = float(extra.get("decode_s", 0.0))
-        stages = {
-            "text": c.get("text", 0.0),
-            "vae_encode": c.get("vae_encode", 0.0),
-            "context_fill": c.get("memorize", 0.0) - c.get("vae_encode", 0.0) - c.get("context_decode", 0.0),
-            "context_decode": c.get("context_decode", 0.0),
-            "generate": float(extra.get("transformer_s", gen - decode)),
-            "decode": decode,
-            "metrics": c.get("metrics", 0.0),
-        }
-        wall = c.get("wall", 0.0)
-        stages["other"] = max(0.0, wall - sum(stages.values()))
-        samples.append({
-            "sample_id": record.sample_id, "status": record.status, "error": record.error,
-            "wall_s": wall, "stages_s": stages, "frames_generated": getattr(record.part, "num_target", None),
-            "context_frames": getattr(record.part, "num_context", None),
-            "peak_device_bytes": record.memory.peak_device_bytes if record.memory else None,
+    def on_sample(self, record: Any) -> None:
+        """The harness's ``on_sample``: a :class:`~magbench.record.SampleRecord`, kept as its JSON."""
+        self.done_at.setdefault(record.sample_id, self.clock())
+        self.records.append(record.to_json())
+
+
+def sample_stages(record: dict[str, Any], harness_s: dict[str, float]) -> dict[str, float]:
+    """Seconds per stage of one record (see the module docstring)."""
+    t = record.get("timing") or {}
+    f = lambda k: float(t.get(k) or 0.0)  # noqa: E731
+    stages: dict[str, float] = {"text": f("reset_s")}
+    parts = {name: f(key) for key, name in MEMORIZE_PARTS.items() if key in t}
+    if parts:
+        stages.update(parts)
+        rest = f("memorize_s") - sum(parts.values())
+        if rest > 0:
+            stages["memorize_other"] = rest
+    else:
+        stages["memorize"] = f("memorize_s")
+    stages["generate"] = f("generate_s") - f("decode_s") - f("remember_ground_truth_s")
+    if "decode_s" in t:
+        stages["decode"] = f("decode_s")
+    if t.get("remember_ground_truth_s") is not None:
+        stages["gt_memory"] = f("remember_ground_truth_s")
+    stages["memory_bytes"] = f("memory_bytes_s")
+    for stage, name in HARNESS_STAGES.items():
+        stages[name] = harness_s.get(stage, 0.0)
+    return stages
+
+
+def per_sample(obs: Observer, skip: int) -> list[dict[str, Any]]:
+    """One row per record after the first ``skip``: wall time since the sample before it was
+    done (the first: since the warm-up ended), and its stages."""
+    rows = []
+    previous = obs.warmup_end
+    for i, rec in enumerate(obs.records):
+        sid = rec["sample_id"]
+        done = obs.done_at[sid]
+        start, previous = previous, done
+        if i < skip or start is None:
+            continue
+        stages = sample_stages(rec, obs.stages.get(sid, {}))
+        wall = done - start
+        busy = sum(stages.values())
+        stages["other"] = max(0.0, wall - busy)
+        t = rec.get("timing") or {}
+        rows.append({
+            "sample_id": sid, "status": rec.get("status"), "error": rec.get("error"),
+            "wall_s": wall, "method_s": t.get("method_s"), "stages_s": stages, "overlap_s": max(0.0, busy - wall),
+            "context_frames": rec.get("num_context"), "target_frames": rec.get("num_target"),
+            "fps": t.get("fps"), "e2e_fps": t.get("e2e_fps"),
+            "peak_device_bytes": (rec.get("memory") or {}).get("peak_device_bytes"),
         })
+    return rows
 
-    return hook, on_sample, harness_box
 
-
-def main() -> None:
-    args = parse()
+def synth(folder: Path, n: int, seconds: float, size: str) -> None:
     from magbench.data.synthetic import SynthConfig, generate
+
+    h, w = (int(x) for x in size.lower().split("x"))
+    generate(folder, SynthConfig(n=n, height=h, width=w, seconds=seconds, seed=0))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
     from magbench.cli import parse_options
     from magbench.harness import Harness, RunConfig
-    from magbench.store import RunDir
+    from magbench.protocol import ReplayProtocol
 
     opts = parse_options(args.opt) if args.opt else {}
     opts.setdefault("random_weights", True)
@@ -171,66 +190,63 @@ def main() -> None:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_throughput_") as tmp:
         tmp_path = Path(tmp)
-        # Small frames on disk: the harness resizes them to the method's resolution, and the
-        # content does not change a random-weight method's time.
-        generate(tmp_path / "data", SynthConfig(n=n, height=64, width=112, seconds=args.seconds, seed=0))
+        synth(tmp_path / "data", n, args.seconds, args.size)
         phases["dataset_s"] = time.perf_counter() - t_start
         config = RunConfig(
-            method=args.method, dataset=f"synthetic:{tmp_path / 'data'}", out=tmp_path / "warmup",
-            method_options=opts, metrics=[m for m in args.metrics.split(",") if m],
-            metric_options=metric_options, device=device, dtype=args.dtype,
+            method=args.method, dataset=f"synthetic:{tmp_path / 'data'}", out=tmp_path / "run",
+            method_options=opts, metrics=[m for m in args.metrics.split(",") if m], metric_options=metric_options,
+            device=device, dtype=args.dtype, keep_frames=not args.no_keep_frames,
+            protocol=ReplayProtocol(memory_source=args.memory_source),
         )
+        obs = Observer()
         t_build = time.perf_counter()
-        clock = StageClock(config.resolved_device())
-        per_sample: list[dict[str, Any]] = []
-        loads: dict[str, float] = {}
-        hook, on_sample, box = instrument(clock, per_sample, loads)
-        harness = box["harness"] = Harness(config, stage_hook=hook)  # metric models load here, once
-        build_s = phases["harness_build_s"] = time.perf_counter() - t_build
-        samples = harness.dataset.samples
-        t_warm = time.perf_counter()
-        if args.warmup:
-            harness.run(samples=samples[: args.warmup], progress=False, on_sample=on_sample)
-        phases["warmup_s"] = time.perf_counter() - t_warm
-        warm_load = loads.pop("load_s", 0.0)
-        del per_sample[:]
-        # A fresh run folder: the timed samples must not be skipped as finished.
-        harness.run_dir = RunDir(tmp_path / "timed")
-        t0 = time.perf_counter()
-        harness.run(samples=samples[args.warmup :], progress=False, on_sample=on_sample)
-        run_s = phases["timed_run_s"] = time.perf_counter() - t0
+        harness = obs.harness = Harness(config, stage_hook=obs.hook)  # metric models load here, once
+        phases["harness_build_s"] = time.perf_counter() - t_build
+        t_run = time.perf_counter()
+        harness.run(progress=False, on_sample=obs.on_sample)
+        phases["run_s"] = time.perf_counter() - t_run
+        frames_dir = tmp_path / "run" / "frames"
+        kept = sum(p.stat().st_size for p in frames_dir.glob("*")) if frames_dir.is_dir() else 0
     phases["total_s"] = time.perf_counter() - t_start
-    ok = [s for s in per_sample if s["status"] == "ok"]
+    rows = per_sample(obs, args.warmup)
+    ok = [r for r in rows if r["status"] == "ok"]
     if not ok:
-        sys.exit(f"no sample finished: {per_sample[0]['error'] if per_sample else 'nothing ran'}")
-    mean = {k: statistics.mean(s["stages_s"][k] for s in ok) for k in STAGES}
-    wall = statistics.mean(s["wall_s"] for s in ok)
+        failed = [r.get("error") for r in obs.records if r.get("status") != "ok"]
+        sys.exit(f"no timed sample finished: {failed[0] if failed else 'nothing ran'}")
+    names = list(dict.fromkeys(k for r in ok for k in r["stages_s"]))
+    mean = {k: statistics.mean(r["stages_s"].get(k, 0.0) for r in ok) for k in names}
+    wall = statistics.mean(r["wall_s"] for r in ok)
+    method_s = statistics.mean(float(r["method_s"] or 0.0) for r in ok)
+    done = [obs.done_at[r["sample_id"]] for r in obs.records]
+    timed_run_s = (done[-1] - done[args.warmup - 1]) if args.warmup else None
     result = {
         "gpu": torch.cuda.get_device_name(harness.device) if harness.device.startswith("cuda") else None,
         "device": harness.device, "dtype": harness.dtype_name, "cpu": platform.processor() or platform.machine(),
-        "command": " ".join(sys.argv), "method": args.method, "method_options": opts, "metrics": harness.metric_names,
-        "torch": torch.__version__, "video_seconds": args.seconds,
-        "context_frames": ok[0]["context_frames"], "target_frames": ok[0]["frames_generated"],
+        "cpu_count": os.cpu_count(), "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "method": args.method, "method_options": opts, "metrics": harness.metric_names, "torch": torch.__version__,
+        "video_seconds": args.seconds, "video_size_on_disk": args.size, "memory_source": args.memory_source,
+        "keep_frames": not args.no_keep_frames, "kept_frames_bytes_per_sample": kept / max(len(obs.records), 1),
+        "context_frames": ok[0]["context_frames"], "target_frames": ok[0]["target_frames"],
         "resolution": list(harness.method.resolution) if harness.method.resolution else None,
-        "samples_timed": len(ok), "failed": len(per_sample) - len(ok),
-        "samples_per_hour": 3600.0 / wall,
-        "samples_per_hour_with_load": 3600.0 * len(ok) / run_s,
-        "mean_sample_s": wall, "mean_stage_s": mean,
-        "harness_build_s": build_s, "method_load_s": loads.get("load_s", 0.0), "warmup_load_s": warm_load,
-        "phases_s": phases, "per_sample": per_sample,
+        "samples_timed": len(ok), "failed": len(rows) - len(ok),
+        "samples_per_hour": 3600.0 / wall, "mean_sample_wall_s": wall, "mean_method_s": method_s,
+        "wall_over_method": wall / method_s if method_s else None, "mean_stage_s": mean,
+        "method_load_s": obs.load_s, "harness_warmup_s": obs.warmup_s,
+        "timed_run_s": timed_run_s, "phases_s": phases, "per_sample": rows,
     }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"{args.method} on {result['gpu'] or harness.device} ({harness.dtype_name}), "
+    print(f"{args.method} on {result['gpu'] or harness.device} ({harness.dtype_name}), memory source {args.memory_source}, "
           f"{result['context_frames']} context + {result['target_frames']} target frames at {result['resolution']}, "
-          f"{len(ok)} samples; JSON: {args.out}")
-    print(f"{'stage':<14}{'s/sample':>10}{'share':>8}")
-    for k in STAGES:
-        print(f"{k:<14}{mean[k]:>10.3f}{100 * mean[k] / wall:>7.1f}%")
-    print(f"{'total':<14}{wall:>10.3f}{'':>8}")
-    print(f"script: {phases['total_s']:.0f} s (dataset {phases['dataset_s']:.0f}, harness build {phases['harness_build_s']:.0f}, "
-          f"warm-up {phases['warmup_s']:.0f}, timed run {phases['timed_run_s']:.0f})")
-    print(f"samples/hour: {result['samples_per_hour']:.0f} steady, {result['samples_per_hour_with_load']:.0f} "
-          f"with the model load ({result['method_load_s']:.1f} s) of one run")
+          f"{len(ok)} timed samples; JSON: {args.out}")
+    print(f"script {phases['total_s']:.0f} s (dataset {phases['dataset_s']:.0f}, harness build {phases['harness_build_s']:.0f}, "
+          f"method load {obs.load_s:.0f}, harness warm-up {obs.warmup_s:.0f}, run {phases['run_s']:.0f})")
+    print(f"{'stage':<16}{'s/sample':>10}{'share':>8}")
+    for k in names:
+        print(f"{k:<16}{mean[k]:>10.3f}{100 * mean[k] / wall:>7.1f}%")
+    print(f"{'wall':<16}{wall:>10.3f}  (method {method_s:.3f} s: wall/method {result['wall_over_method'] or 0:.2f}x)")
+    print(f"samples/hour: {result['samples_per_hour']:.0f} steady")
+    return result
 
 
 if __name__ == "__main__":

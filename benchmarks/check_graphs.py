@@ -30,7 +30,7 @@ def main() -> None:
                     s.commit(torch.randn(1, 3, cfg.in_dim, h, w, device=dev, generator=g).to(dtype))
                 outs[graphs] = torch.cat([s.next_block() for _ in range(3)], dim=1).float()
             if graphs:
-                counts = dict(s._graphed.counts)  # the sampler's graph bookkeeping, for the report
+                counts = s.graph_counts  # eager / captured / replayed passes, for the report
             del s, wan
         a, b = outs[False], outs[True]
         diff = (a - b).abs().max().item()

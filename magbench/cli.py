@@ -86,6 +86,7 @@ def run(
     no_correspondences: bool = typer.Option(False, "--no-correspondences", help="Ignore dataset correspondences."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed samples again when resuming."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace what the run folder holds (records, frames, previews, videos, manifest) instead of resuming it; without it, finished results are never touched."),
+    pipeline: bool = typer.Option(True, "--pipeline/--no-pipeline", help="Read the next sample and write the previous one on worker threads while a sample generates (the same records as --no-pipeline, one sample after another)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress (a bar on a terminal, else a line per sample)."),
     launcher: str = typer.Option("local", "--launcher", help="local (this process) | torchrun (N processes, one per GPU) | slurm (an array job through submitit).", rich_help_panel="Scale-out"),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="Start torchrun with N processes, one per GPU (implies --launcher torchrun).", rich_help_panel="Scale-out"),
@@ -136,6 +137,7 @@ def run(
         keep_frames=keep_frames,
         protocol=ReplayProtocol(switch_fraction=switch_fraction, use_correspondences=not no_correspondences, memory_source=memory_source, fps_policy=fps_policy),
         retry_failed=retry_failed,
+        pipeline=pipeline,
     )
 
     def warn_skipped(harness: Harness) -> None:

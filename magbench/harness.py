@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
 import json
 import logging
 import sys
+import threading
 import time
 import traceback
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -79,6 +83,9 @@ class RunConfig:
     retry_failed: bool = False
     task: str = DEFAULT_TASK
     task_options: dict[str, Any] = field(default_factory=dict)  # typed by the task's Options
+    # Read sample k+1 and write sample k-1 on worker threads while sample k generates (same
+    # records, in the same order: tests/test_pipeline.py); False: one sample after another.
+    pipeline: bool = True
 
     def resolved_device(self) -> str:
         if self.device == "auto":
@@ -134,6 +141,19 @@ def create_method(name: str, **options: Any) -> Method:
         raise  # already one line naming the option, the value and what is allowed
     except TypeError as exc:
         raise MagbenchError(f"method {name!r}: bad options {options}: {exc}") from exc
+
+
+def load_method(config: RunConfig, method: Method | None = None) -> Method:
+    """``config``'s method (or ``method``, an instance of it) loaded on its device and dtype,
+    as a run loads it (the run's seed first: random weights are the same in every process)."""
+    method = method if method is not None else create_method(config.method, **config.method_options)
+    device = config.resolved_device()
+    torch.manual_seed(config.seed)
+    try:
+        method.load(device, DTYPES[config.resolved_dtype(device)])
+    except ModuleNotFoundError as exc:
+        raise missing_package_error(f"method {config.method!r}", exc) from None
+    return method
 
 
 def fingerprint(config: dict[str, Any]) -> str:
@@ -205,17 +225,35 @@ class Harness:
     ``stage_hook(stage, seconds)`` is told the time of each stage as it happens: the method's
     calls (:data:`magbench.instrument.METHOD_STAGES`) and the harness's own ``load``,
     ``warmup``, ``input`` (video decode, split, resize), ``score``, ``save`` and ``sample``
-    (all of it). Benchmarks use it instead of patching the harness.
+    (from the sample's first step to its record). Benchmarks use it instead of patching the
+    harness. With the pipeline (``RunConfig.pipeline``) ``input`` is told from the reader
+    thread and ``score``/``save`` (on the CPU) from the writer thread, while another sample's
+    method stages are told from this one: the n-th ``input`` (``score``, ``save``) is the n-th
+    sample's.
+
+    ``method``: a method already loaded (:func:`load_method`) for this configuration's method
+    and options, which this harness uses as it is and leaves open (its caller closes it): one
+    load serving several runs, e.g. both memory sources of a method.
     """
 
-    def __init__(self, config: RunConfig, *, clock: Clock = time.perf_counter, stage_hook: StageHook | None = None) -> None:
+    def __init__(
+        self, config: RunConfig, *, clock: Clock = time.perf_counter, stage_hook: StageHook | None = None,
+        method: Method | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.stage_hook = stage_hook
         self.device = config.resolved_device()
         self.dtype_name = config.resolved_dtype(self.device)
         self.task = create_task(config)
-        self.method = create_method(config.method, **config.method_options)
+        fresh = create_method(config.method, **config.method_options)
+        if method is not None and (type(method) is not type(fresh) or method.config() != fresh.config()):
+            raise MagbenchError(
+                f"Harness(method=...): the method given is {method.config()}, the configuration's is {fresh.config()}; "
+                "load the configuration's method (magbench.harness.load_method(config))"
+            )
+        self.method = fresh if method is None else method
+        self._owns_method = method is None  # loaded at each run and closed after it
         self.metric_names, self._default_metrics = select_metrics(config.metrics, self.task.default_metrics)
         # Check weights before anything heavy: an offline user hears at once what is missing.
         missing = self.method.missing_weights()
@@ -242,7 +280,7 @@ class Harness:
             raise missing_package_error("a metric", exc) from None
         self.device_baseline: int | None = None  # device memory allocated after load
         self.warmup: dict[str, Any] | None = None
-        self.stage_name = "load"  # the stage of the sample in progress (named in a failure)
+        self._stage_names = threading.local()  # see stage_name
 
     # -- identity and manifest -----------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -313,10 +351,6 @@ class Harness:
     def run_dir(self) -> RunDir:
         return self.scope.run_dir
 
-    @run_dir.setter
-    def run_dir(self, value: RunDir) -> None:  # a benchmark may point a built harness elsewhere
-        self.scope.run_dir = value
-
     def selected_samples(self) -> list[VideoSample]:
         return self.scope.selected_samples()
 
@@ -361,26 +395,85 @@ class Harness:
         return self.summary([s.sample_id for s in todo_from], done_before=len(todo_from) - len(todo))
 
     def _run_samples(self, todo: list[VideoSample], writer: RecordWriter, on_sample, progress: bool) -> None:
-        t0 = time.perf_counter()
-        torch.manual_seed(self.config.seed)
-        try:
-            self.method.load(self.device, DTYPES[self.dtype_name])
-        except ModuleNotFoundError as exc:
-            raise missing_package_error(f"method {self.config.method!r}", exc) from None
-        self.stage("load", time.perf_counter() - t0)
-        self.device_baseline = allocated_bytes(self.device)
         bar = _Progress(len(todo), self.config.method, progress)
+
+        def emit(flight: _InFlight) -> None:
+            """A finished sample: its record appended (in the samples' order), then reported."""
+            record = flight.record
+            if record.finished_at is None:
+                record.finished_at = _now()
+            if not record.ok:  # printed by the progress line and the summary: once each, not here too
+                log.debug("sample %s failed: %s", record.sample_id, record.error)
+            writer.append(record)
+            self.stage("sample", time.perf_counter() - flight.started)
+            bar.advance(record)
+            if on_sample:
+                on_sample(record)
+
         try:
-            self.warmup = self.warm_up(todo)
-            for sample in todo:
-                record = self.run_sample(sample)
-                writer.append(record)
-                bar.advance(record)
-                if on_sample:
-                    on_sample(record)
+            if self.config.pipeline:
+                self._run_pipelined(todo, emit)
+            else:
+                self._load()
+                self.warmup = self.warm_up(todo)
+                for sample in todo:
+                    emit(self._sample(sample))
         finally:
             bar.close()
-            self.method.close()
+            if self._owns_method:
+                self.method.close()
+
+    def _load(self) -> None:
+        if self._owns_method:
+            t0 = time.perf_counter()
+            load_method(self.config, self.method)
+            self.stage("load", time.perf_counter() - t0)
+        self.device_baseline = allocated_bytes(self.device)
+
+    def _run_pipelined(self, todo: list[VideoSample], emit: Callable[[_InFlight], None]) -> None:
+        """Sample k's method calls (and anything on the device) on this thread, while a reader
+        thread prepares sample k+1 (read, decode, check, resize) and a writer thread finishes
+        sample k-1 (scoring on the CPU, kept frames, previews). Each phase of a sample runs after
+        the one before it, and records are appended in the samples' order, so the records are
+        those of the serial loop. The first sample is read while the method loads."""
+        pending: deque[tuple[_InFlight, Future]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="magbench-read") as reader, \
+                ThreadPoolExecutor(1, thread_name_prefix="magbench-write") as writer:
+            upcoming: Future | None = reader.submit(self._prepare, todo[0])
+            try:
+                self._load()
+                first = upcoming.result()
+                upcoming = reader.submit(self._prepare, todo[1]) if len(todo) > 1 else None
+                # The warm-up takes the first sample as the reader prepared it (not read twice).
+                self.warmup = self.warm_up(todo, None if first.failed else first.prepared)
+                for i in range(len(todo)):
+                    if i == 0:
+                        flight = first
+                    else:
+                        flight = upcoming.result()
+                        upcoming = reader.submit(self._prepare, todo[i + 1]) if i + 1 < len(todo) else None
+                    self._execute(flight)
+                    pending.append((flight, writer.submit(self._finish, flight)))
+                    # Before the next sample runs, the one before this is written: at most one
+                    # sample's frames wait for the writer.
+                    while pending and (len(pending) > 1 or pending[0][1].done()):
+                        done, fut = pending.popleft()
+                        fut.result()
+                        emit(done)
+                while pending:
+                    done, fut = pending.popleft()
+                    fut.result()
+                    emit(done)
+            except KeyboardInterrupt:
+                # Ctrl-C while sample k ran: sample k-1 is finished or about to be; keep it.
+                while pending:
+                    done, fut = pending.popleft()
+                    fut.result()
+                    emit(done)
+                raise
+            finally:
+                if upcoming is not None:
+                    upcoming.cancel()
 
     def stage(self, stage: str, seconds: float) -> None:
         """Tell the stage hook (benchmarks) how long a stage took."""
@@ -390,7 +483,7 @@ class Harness:
     def sample_seed(self, sample: VideoSample) -> int:
         return sample_seed(self.config.seed, sample.sample_id)
 
-    def warm_up(self, candidates: list[VideoSample] | VideoSample) -> dict[str, Any]:
+    def warm_up(self, candidates: list[VideoSample] | VideoSample, prepared: Any = None) -> dict[str, Any]:
         """Untimed and unscored, before this process's first timed sample: the method's own
         ``warmup`` hook, or the task's short version of a sample (one block). Compilation,
         autotuning and allocator growth land here, not in the first record.
@@ -399,17 +492,23 @@ class Harness:
         up: a sample whose video is missing must not leave the next one to be timed cold. Returns
         ``kind`` ("hook" or "sample"; "failed" when no candidate worked), ``sample_id`` (the one
         it ran on, or None), ``tried`` (the samples that failed first, with their errors: each is
-        left to the sample itself to record) and ``seconds``."""
+        left to the sample itself to record) and ``seconds``. ``prepared``: what ``Task.prepare``
+        returned for the first candidate, handed to a task whose ``warm_up`` takes it (the
+        pipeline's first sample is not read twice)."""
         t0 = time.perf_counter()
         kind = "hook" if type(self.method).has_warmup() else "sample"
         out: dict[str, Any] = {"kind": "failed", "sample_id": None, "tried": []}
-        for sample in ([candidates] if isinstance(candidates, VideoSample) else list(candidates))[:WARMUP_TRIES]:
+        takes_prepared = "prepared" in inspect.signature(self.task.warm_up).parameters
+        for i, sample in enumerate(([candidates] if isinstance(candidates, VideoSample) else list(candidates))[:WARMUP_TRIES]):
+            given = prepared if i == 0 else None
             try:
                 if kind == "hook":
                     # The hook is told the sample as the task would hand it over (replay: its split).
-                    info = self._warmup_info(sample)
+                    info = getattr(given, "info", None) or self._warmup_info(sample)
                     torch.manual_seed(info.seed)
                     self.method.warmup(info)
+                elif takes_prepared and given is not None:
+                    self.task.warm_up(self, sample, prepared=given)
                 else:
                     self.task.warm_up(self, sample)
             except Exception as exc:  # the sample will fail again, and be recorded, if it is bad
@@ -435,13 +534,64 @@ class Harness:
                           height=h, width=w, fps=float(self.config.protocol.fps), num_context=0, num_target=0)
 
     def run_sample(self, sample: VideoSample) -> SampleRecord:
-        """One sample through the task into a record; a failure is the record's, never the run's."""
-        t_sample = time.perf_counter()
-        record = self.task.new_record(sample)
-        self.stage_name = "load"
+        """One sample through the task into a record, on this thread (the method loaded); a
+        failure is the record's, never the run's."""
+        flight = self._sample(sample)
+        if flight.record.finished_at is None:
+            flight.record.finished_at = _now()
+        self.stage("sample", time.perf_counter() - flight.started)
+        return flight.record
+
+    # -- the phases of one sample (Task.prepare / Task.execute / its finishing step) -------------
+    @property
+    def stage_name(self) -> str:
+        """The stage of the sample in progress on this thread, named in a failure (a task sets
+        it as it goes; the pipeline runs phases of different samples on different threads)."""
+        return getattr(self._stage_names, "name", "load")
+
+    @stage_name.setter
+    def stage_name(self, value: str) -> None:
+        self._stage_names.name = value
+
+    @property
+    def sample_in_progress(self) -> str | None:
+        """The id of the sample whose phase this thread is running (None between samples): what
+        a stage hook reads to tell which sample a stage belongs to when the pipeline overlaps
+        neighbouring samples."""
+        return getattr(self._stage_names, "sample_id", None)
+
+    def _sample(self, sample: VideoSample) -> _InFlight:
+        flight = self._prepare(sample)
+        self._execute(flight)
+        self._finish(flight)
+        return flight
+
+    def _prepare(self, sample: VideoSample) -> _InFlight:
+        flight = _InFlight(sample, self.task.new_record(sample), time.perf_counter())
+        self._phase(flight, "load", lambda: setattr(flight, "prepared", self.task.prepare(self, sample, flight.record)))
+        return flight
+
+    def _execute(self, flight: _InFlight) -> None:
+        if not flight.failed:
+            run = lambda: setattr(flight, "finish", self.task.execute(self, flight.sample, flight.record, flight.prepared))  # noqa: E731
+            self._phase(flight, "generate", run)
+        flight.prepared = None  # the inputs are not needed past the method's calls
+
+    def _finish(self, flight: _InFlight) -> None:
+        """The sample's last, CPU-only step (never raises: a failure is the record's)."""
+        finish, flight.finish = flight.finish, None
+        if not flight.failed and finish is not None:
+            self._phase(flight, "score", finish)
+        if not flight.failed:
+            flight.record.status = "ok"
+        flight.record.finished_at = _now()
+
+    def _phase(self, flight: _InFlight, first_stage: str, fn: Callable[[], Any]) -> None:
+        record = flight.record
+        self.stage_name = first_stage
+        self._stage_names.sample_id = record.sample_id
         try:
-            self.task.run_sample(self, sample, record)
-            record.status = "ok"
+            fn()
         except StorageError:
             raise  # a read-only or full disk is the run's error, not this sample's: every later write fails too
         except (SampleError, MagbenchError) as exc:
@@ -452,11 +602,25 @@ class Harness:
         except Exception as exc:  # one bad sample never stops the run
             tb = traceback.format_exc(limit=6)
             record.fail(f"{self.stage_name}: {type(exc).__name__}: {exc}", type(exc).__name__, tb)
-        record.finished_at = _now()
-        if not record.ok:  # printed by the progress line and the summary: once each, not here too
-            log.debug("sample %s failed: %s", sample.sample_id, record.error)
-        self.stage("sample", time.perf_counter() - t_sample)
-        return record
+        else:
+            return
+        finally:
+            self._stage_names.sample_id = None
+        flight.failed = True
+        flight.prepared = flight.finish = None
+
+
+@dataclass
+class _InFlight:
+    """One sample between its phases: its record, what ``Task.prepare`` returned, the finishing
+    step ``Task.execute`` returned, and when it started (the ``sample`` stage's time)."""
+
+    sample: VideoSample
+    record: SampleRecord
+    started: float
+    prepared: Any = None
+    finish: Callable[[], None] | None = None
+    failed: bool = False
 
 
 # -- helpers -------------------------------------------------------------------------------------

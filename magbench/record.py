@@ -22,7 +22,6 @@ The JSON layout (the replay task's part shown; ``magbench schema`` prints this f
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 

@@ -36,3 +36,22 @@ def test_vae_benchmark_tiny_mode_measures_errors_against_float32(tmp_path):
     assert names == ["fp32-reference", "default", "channels-last", "channels-last+fused-norms"]
     # On the CPU every variant runs in float32: the same numbers up to summation order.
     assert all(r["decode_max_abs_err_vs_fp32"] < 1e-4 for r in res["rows"])
+
+
+def test_throughput_benchmark_tiny_mode_splits_a_sample_by_stage(tmp_path):
+    res = _run("bench_throughput.py", "--tiny", "--method", "mag", "--samples", "1", "--warmup", "0", "--seconds", "6",
+               "--metrics", "psnr", out=tmp_path / "t.json")
+    assert res["samples_timed"] == 1 and res["samples_per_hour"] > 0
+    stages = res["mean_stage_s"]
+    assert {"text", "memorize", "generate", "decode", "input", "metrics", "save", "other"} <= set(stages)
+    assert res["method_load_s"] > 0 and res["harness_warmup_s"] > 0
+
+
+def test_table_cost_benchmark_tiny_mode_estimates_the_table_in_both_memory_sources(tmp_path):
+    res = _run("bench_table_cost.py", "--opt", "config=tiny", "--opt", "random_weights=true", "--device", "cpu",
+               "--size", "32x48", "--seconds", "6", "--methods", "mag", "--metrics", "psnr", out=tmp_path / "c.json")
+    assert [(r["method"], r["source"]) for r in res["runs"]] == [("mag", "generated"), ("mag", "ground-truth")]
+    assert all(r["failed"] == 0 and r["mean_steady_s"] > 0 for r in res["runs"])
+    est = res["estimate"]
+    assert set(est) == {"1", "2", "4", "8"} and est["1"]["hours"] > est["2"]["hours"] > est["8"]["hours"] > 0
+    assert res["profile"]["method"] == "mag" and "memorize" in res["profile"]["stages_s"]

@@ -73,6 +73,19 @@ def test_a_plan_used_once_is_never_captured():
     assert denoiser.counts == {"eager": 3, "captured": 3, "replayed": 9}
 
 
+def test_sampler_reports_its_graph_counts_publicly():
+    model = CausalWan(CFG).init_random(0).eval()
+    s = BlockSampler(model, FullHistory(CFG.num_layers))
+    assert s.graph_counts is None  # no graphs: nothing to report
+    s._graphed = d = GraphedDenoiser(model, s.memory, capture=_rerun_capture)
+    s.reset(_text(1), seed=0, latent_shape=(C, H, W))
+    s.next_block()
+    counts = s.graph_counts
+    assert counts == d.counts and counts["replayed"] > 0
+    counts["replayed"] = 99  # a copy: the caller cannot change the bookkeeping
+    assert d.counts["replayed"] != 99
+
+
 def test_graph_cache_is_bounded_and_dropped_when_the_memory_reallocates():
     model = CausalWan(CFG).init_random(0).eval()
     mem = FullHistory(CFG.num_layers)
@@ -93,4 +106,4 @@ def test_graph_cache_is_bounded_and_dropped_when_the_memory_reallocates():
 
 def test_sampler_ignores_cuda_graphs_off_the_gpu():
     model = CausalWan(CFG).init_random(0).eval()
-    assert BlockSampler(model, FullHistory(CFG.num_layers), cuda_graphs=True)._graphed is None
+    assert BlockSampler(model, FullHistory(CFG.num_layers), cuda_graphs=True).graph_counts is None

@@ -119,6 +119,12 @@ class BlockSampler:
     def timesteps(self) -> list[float]:
         return list(self._steps)
 
+    @property
+    def graph_counts(self) -> dict[str, int] | None:
+        """With ``cuda_graphs`` on the GPU: how many denoising passes ran eagerly, were captured
+        into a CUDA graph and were replayed from one (a copy); None when no graphs are used."""
+        return None if self._graphed is None else dict(self._graphed.counts)
+
     def reset(
         self,
         prompt_embeds: torch.Tensor,

@@ -22,7 +22,7 @@ A complete task::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from magbench.errors import MagbenchError
 from magbench.options import MethodOptions
@@ -123,6 +123,26 @@ class Task(ABC):
     def run_sample(self, harness: "Harness", sample: "VideoSample", record: SampleRecord) -> None:
         """Run ``sample`` through ``harness.method`` and fill ``record`` (status is set to "ok"
         by the harness when this returns; raise to fail the sample, naming what went wrong)."""
+
+    # A task may split its sample into three phases, which the pipelined harness overlaps with
+    # the neighbouring samples' (``RunConfig.pipeline``): ``prepare`` (sample k+1, a reader
+    # thread) and the step ``execute`` returns (sample k-1, a writer thread) while sample k's
+    # ``execute`` runs on the main thread. The phases of one sample run in order, and records
+    # are written in the samples' order. A task that does not split runs whole in ``execute``.
+    def prepare(self, harness: "Harness", sample: "VideoSample", record: SampleRecord) -> Any:
+        """CPU-only work before the method runs (read, decode, check, resize the video); its
+        result goes to :meth:`execute`. May run on a worker thread while another sample
+        generates: it must not touch the method's state, the device or the global RNGs."""
+        return None
+
+    def execute(
+        self, harness: "Harness", sample: "VideoSample", record: SampleRecord, prepared: Any
+    ) -> "Callable[[], None] | None":
+        """The method's calls and any device work (main thread). Returns the sample's CPU-only
+        rest (scoring on the CPU, writing frames and previews) to run after it, possibly on a
+        writer thread while the next sample generates, or None. Default: :meth:`run_sample`."""
+        self.run_sample(harness, sample, record)
+        return None
 
     def warm_up(self, harness: "Harness", sample: "VideoSample") -> None:
         """Untimed, unscored: make the method ready (compile, autotune) on a short version of

@@ -52,6 +52,18 @@ class ReplayPart(TaskPart):
         return {k: v for k, v in super().to_json().items() if v is not None}
 
 
+@dataclass
+class ReplayInputs:
+    """A sample as :meth:`ReplayTask.prepare` hands it to the method: context and target at the
+    method's resolution (float, T x 3 x H x W), the switch frame, the method's info, annotations."""
+
+    switch: int
+    info: SampleInfo
+    context: torch.Tensor
+    target: torch.Tensor
+    annotations: dict[str, Any] | None
+
+
 @register_task("magbench-replay")
 class ReplayTask(Task):
     description = "MAG-Bench leave-and-return: memorise 75 % of a clip, generate the rest, score the returning frames"
@@ -106,8 +118,11 @@ class ReplayTask(Task):
         return split, info, video[: split.switch], video[split.switch :]
 
     # -- one sample -----------------------------------------------------------------------------
-    def warm_up(self, harness: "Harness", sample: "VideoSample") -> None:
-        _, info, context, target = self.inputs(harness, sample)
+    def warm_up(self, harness: "Harness", sample: "VideoSample", prepared: "ReplayInputs | None" = None) -> None:
+        if prepared is None:
+            _, info, context, target = self.inputs(harness, sample)
+        else:  # the sample as prepare() left it; copies, as the timed run must get it untouched
+            info, context, target = prepared.info, prepared.context.clone(), prepared.target.clone()
         torch.manual_seed(info.seed)
         short = min(info.num_target, BLOCK_PIXEL_FRAMES)
         run_method(
@@ -116,6 +131,12 @@ class ReplayTask(Task):
         )
 
     def run_sample(self, harness: "Harness", sample: "VideoSample", record: SampleRecord) -> None:
+        finish = self.execute(harness, sample, record, self.prepare(harness, sample, record))
+        if finish is not None:
+            finish()
+
+    def prepare(self, harness: "Harness", sample: "VideoSample", record: SampleRecord) -> "ReplayInputs":
+        """Read and check the video, split it, resize it (CPU only; the pipeline's reader thread)."""
         part: ReplayPart = record.part  # type: ignore[assignment]
         harness.stage_name = "load"
         t0 = time.perf_counter()
@@ -129,13 +150,20 @@ class ReplayTask(Task):
         record.seed = info.seed
         part.memory_source, part.num_context, part.num_target = info.memory_source, split.num_context, split.num_target
         part.switch_frame, part.height, part.width, part.fps = split.switch, info.height, info.width, info.fps
-        ann = sample.annotations()
+        inputs = ReplayInputs(split.switch, info, context, target, sample.annotations())
         harness.stage("input", time.perf_counter() - t0)
+        return inputs
+
+    def execute(self, harness: "Harness", sample: "VideoSample", record: SampleRecord, inputs: "ReplayInputs"):
+        """The method's calls, timed; scoring too where the metrics run on a GPU (it must not
+        overlap the next sample's timed calls there). Returns the CPU-only rest: scoring on the
+        CPU, the kept frames, the preview."""
         harness.stage_name = "generate"
+        info = inputs.info
         torch.manual_seed(info.seed)
         np.random.seed(info.seed % (2**32))
         generated, timing, memory = run_method(
-            harness.method, info, context, target, device=harness.device, clock=harness.clock,
+            harness.method, info, inputs.context, inputs.target, device=harness.device, clock=harness.clock,
             hook=harness.stage_hook, device_baseline=harness.device_baseline, label=self.config.method,
         )
         # Whether (kind, "failed" when no sample warmed up) and on what the process's warm-up ran.
@@ -144,21 +172,33 @@ class ReplayTask(Task):
         record.timing = _typed(Timing, timing)
         record.memory = _typed(MemoryUsage, memory)
         record.method_extras = dict(harness.method.sample_extras())
+        on_device = torch.device(harness.device).type != "cpu"
+        scored = self.score(harness, record, inputs, generated) if on_device else None
+
+        def finish() -> None:
+            frames_u8, quantised = scored if scored is not None else self.score(harness, record, inputs, generated)
+            harness.stage_name = "save"
+            t0 = time.perf_counter()
+            self.save(harness, record, sample, inputs.target, quantised, frames_u8, info.fps)
+            harness.stage("save", time.perf_counter() - t0)
+
+        return finish
+
+    def score(self, harness: "Harness", record: SampleRecord, inputs: "ReplayInputs", generated: torch.Tensor):
+        """Quantise the generated frames to 8 bits and score them; returns (uint8, float) frames."""
         # Scored as kept: 8-bit frames, so `magbench score` reproduces these values exactly.
         frames_u8 = to_uint8_frames(generated)
-        generated = to_float_frames(frames_u8)
+        quantised = to_float_frames(frames_u8)
         harness.stage_name = "score"
         t0 = time.perf_counter()
         scores = score(
-            harness.metrics, context, target, generated, switch=split.switch, fps=float(self.config.protocol.fps),
-            annotations=ann, use_correspondences=self.config.protocol.use_correspondences, device=harness.device,
+            harness.metrics, inputs.context, inputs.target, quantised, switch=inputs.switch,
+            fps=float(self.config.protocol.fps), annotations=inputs.annotations,
+            use_correspondences=self.config.protocol.use_correspondences, device=harness.device,
         )
         record.metrics, record.per_frame, record.extra = scores["metrics"], scores["per_frame"], scores["extra"]
         harness.stage("score", time.perf_counter() - t0)
-        harness.stage_name = "save"
-        t0 = time.perf_counter()
-        self.save(harness, record, sample, target, generated, frames_u8, info.fps)
-        harness.stage("save", time.perf_counter() - t0)
+        return frames_u8, quantised
 
     def save(self, harness: "Harness", record: SampleRecord, sample: "VideoSample", target, generated, frames_u8, fps: float) -> None:
         from magbench.reports.previews import write_preview

@@ -7,6 +7,7 @@ creates, after announcing that it got there with a file of its own; the timing p
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -253,3 +254,62 @@ class FailsShortTargets(ReplayContext):
         if num_frames < 24:
             raise RuntimeError("cannot generate fewer than 24 frames")
         yield from super().generate(num_frames)
+
+
+# -- the pipelined harness: proof that neighbouring samples' phases overlap ------------------------
+class Neighbours:
+    """Stage counts the test's stage hook keeps (``hook``), read by :class:`WaitsForNeighbours`."""
+
+    cond = threading.Condition()
+    counts: dict[str, int] = {}
+
+    @classmethod
+    def clear(cls) -> None:
+        with cls.cond:
+            cls.counts = {}
+
+    @classmethod
+    def hook(cls, stage: str, seconds: float) -> None:
+        with cls.cond:
+            cls.counts[stage] = cls.counts.get(stage, 0) + 1
+            cls.cond.notify_all()
+
+    @classmethod
+    def wait_for(cls, stage: str, n: int, timeout: float = 120.0) -> bool:
+        with cls.cond:
+            return cls.cond.wait_for(lambda: cls.counts.get(stage, 0) >= n, timeout)
+
+
+class WaitsForNeighbours(ReplayContext):
+    """replay-context whose ``memorize`` of the i-th timed sample (of ``n`` = ``limit``) returns
+    only once the harness has read sample i+1 and saved sample i-1: it finishes only if those
+    phases run while it does (a serial harness would wait for ever; the wait gives up after a
+    timeout and the sample then fails naming what did not happen)."""
+
+    n = 3
+    seen = 0  # timed samples begun (the warm-up is told apart by its one-block target)
+
+    def memorize(self, frames: torch.Tensor) -> None:
+        super().memorize(frames)
+        if self.sample.num_target <= 12:
+            return  # the harness's one-block warm-up
+        i, cls = type(self).seen, type(self)
+        cls.seen += 1
+        if not Neighbours.wait_for("input", min(i + 2, cls.n)):
+            raise RuntimeError(f"sample {i}: the next sample was not read while this one ran")
+        if not Neighbours.wait_for("save", i):
+            raise RuntimeError(f"sample {i}: the previous sample was not saved while this one ran")
+
+
+class CountsLoads(ReplayContext):
+    """replay-context that counts its loads and closes (class-level, one test at a time)."""
+
+    loads = 0
+    closes = 0
+
+    def load(self, device="cpu", dtype=torch.float32) -> None:
+        super().load(device, dtype)
+        type(self).loads += 1
+
+    def close(self) -> None:
+        type(self).closes += 1
