@@ -14,7 +14,7 @@ import magbench.baselines.wan  # noqa: F401  (registers the methods)
 from magbench.errors import MissingWeightsError
 from magbench.registry import METHODS
 
-NEW = ["reward-forcing"]
+NEW = ["reward-forcing", "causal-forcing", "causal-forcing-framewise"]
 
 
 def _cli(*args):
