@@ -14,7 +14,7 @@ import magbench.baselines.wan  # noqa: F401  (registers the methods)
 from magbench.errors import MissingWeightsError
 from magbench.registry import METHODS
 
-NEW = ["reward-forcing", "causal-forcing", "causal-forcing-framewise"]
+NEW = ["reward-forcing", "causal-forcing", "causal-forcing-framewise", "longlive-rag"]
 
 
 def _cli(*args):
@@ -44,6 +44,8 @@ def test_method_runs_through_magbench_run_on_the_tiny_config(name, source, synth
     assert code == 0
     record = json.loads((out / "samples.jsonl").read_text().splitlines()[0])
     assert record["status"] == "ok" and record["memory"]["kv_bytes_end"] > 0
+    if name == "longlive-rag":  # evicted frames in host memory, reported beside the device bytes
+        assert record["method_extras"]["host_bytes_end"] > 0
 
 
 @pytest.mark.parametrize("name", NEW)
