@@ -188,9 +188,6 @@ class LongLiveRag(_WanMethod):
             generator, memory, self.load_encoder(), block_frames=BLOCK_FRAMES, cuda_graphs=self.opts.cuda_graphs,
         )
 
-    def host_memory_bytes(self) -> int:
-        return int(self.memory.host_bytes()) if hasattr(self, "memory") else 0
-
     def sample_extras(self) -> dict[str, Any]:
         if not hasattr(self, "memory"):
             return {}

@@ -349,6 +349,12 @@ class _WanMethod(Method):
     def memory_bytes(self) -> int:
         return int(self.memory.memory_bytes()) if hasattr(self, "memory") else 0
 
+    def host_memory_bytes(self) -> int:
+        """Bytes of the memory held in host (CPU) memory, beside :meth:`memory_bytes` on the
+        device: LongLive-RAG's evicted frames; 0 for memories that live on the device only."""
+        host = getattr(getattr(self, "memory", None), "host_bytes", None)
+        return int(host()) if callable(host) else 0
+
     def timings(self) -> dict[str, float]:
         return dict(self._timing)
 
