@@ -64,3 +64,11 @@ def test_method_lists_exactly_its_own_weights(name):
     names = [w.name for w in METHODS.get(name).needs.weights]
     assert names[0] == "wan2.1-t2v-1.3b-diffusers" and len(names) >= 2
     assert all(w.download_command == f"magbench download --method {name}" for w in METHODS.get(name).needs.weights[1:])
+
+
+@pytest.mark.parametrize("name", ["reward-forcing", "longlive-rag"])
+def test_cuda_graphs_are_refused_where_the_memory_decides_per_block(name):
+    from magbench.errors import MagbenchError
+
+    with pytest.raises(MagbenchError, match="cuda_graphs"):
+        METHODS.get(name)(cuda_graphs=True)

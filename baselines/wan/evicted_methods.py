@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
+from magbench.errors import MagbenchError
 from magbench.method import MethodNeeds
 from magbench.options import option
 from magbench.registry import register_method
@@ -22,6 +23,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from magbench.baselines.wan.retrieval import RetrievalEncoder
     from magbench.baselines.wan.sampler import BlockSampler
     from magbench.baselines.wan.vae import WanVAE
+
+
+def _no_cuda_graphs(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    # A CUDA graph replays the memory's tensor work as captured; these memories decide per block
+    # in Python what is attended (LongLive-RAG: which host frames come back), and no GPU check
+    # of graph replay against eager runs exists for them.
+    if options.get("cuda_graphs"):
+        raise MagbenchError(f"{name}: cuda_graphs=true is not supported by its memory; leave it false")
+    return options
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,9 @@ class RewardForcing(_WanMethod):
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, REWARD_FORCING))
     Options = RewardForcingOptions
     opts: RewardForcingOptions
+
+    def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return _no_cuda_graphs("reward-forcing", options)
 
     def load_models(self) -> "tuple[CausalWan, CausalWan | None]":
         from magbench.baselines.wan.checkpoint import load_wan
@@ -142,6 +155,9 @@ class LongLiveRag(_WanMethod):
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, LONGLIVE_RAG))
     Options = LongLiveRagOptions
     opts: LongLiveRagOptions
+
+    def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return _no_cuda_graphs("longlive-rag", options)
 
     def _local_checkpoint(self) -> bool:
         o = self.opts
