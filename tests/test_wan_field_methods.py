@@ -14,7 +14,7 @@ import magbench.baselines.wan  # noqa: F401  (registers the methods)
 from magbench.errors import MissingWeightsError
 from magbench.registry import METHODS
 
-NEW = ["reward-forcing"]
+NEW = ["reward-forcing", "causal-forcing", "causal-forcing-framewise", "longlive-rag"]
 
 
 def _cli(*args):
@@ -44,6 +44,8 @@ def test_method_runs_through_magbench_run_on_the_tiny_config(name, source, synth
     assert code == 0
     record = json.loads((out / "samples.jsonl").read_text().splitlines()[0])
     assert record["status"] == "ok" and record["memory"]["kv_bytes_end"] > 0
+    if name == "longlive-rag":  # evicted frames in host memory, reported beside the device bytes
+        assert record["method_extras"]["host_bytes_end"] > 0
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -62,3 +64,11 @@ def test_method_lists_exactly_its_own_weights(name):
     names = [w.name for w in METHODS.get(name).needs.weights]
     assert names[0] == "wan2.1-t2v-1.3b-diffusers" and len(names) >= 2
     assert all(w.download_command == f"magbench download --method {name}" for w in METHODS.get(name).needs.weights[1:])
+
+
+@pytest.mark.parametrize("name", ["reward-forcing", "longlive-rag"])
+def test_cuda_graphs_are_refused_where_the_memory_decides_per_block(name):
+    from magbench.errors import MagbenchError
+
+    with pytest.raises(MagbenchError, match="cuda_graphs"):
+        METHODS.get(name)(cuda_graphs=True)

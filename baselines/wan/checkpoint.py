@@ -123,6 +123,33 @@ CAUSVID = register_artifact(
         description="CausVid autoregressive generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks, 3 steps)",
     )
 )
+# Causal Forcing (thu-ml/Causal-Forcing README, "Download Checkpoints": ``hf download
+# zhuhz22/Causal-Forcing chunkwise/causal_forcing.pt`` and ``framewise/causal_forcing.pt``): the
+# wrapper format of Self-Forcing, read from ``generator`` (chunk-wise: its README command has no
+# --use_ema) or ``generator_ema`` (frame-wise: --use_ema). One artefact per model, so each method
+# downloads only its own file.
+CAUSAL_FORCING = register_artifact(
+    HubArtifact(
+        name="causal-forcing",
+        repo_id="zhuhz22/Causal-Forcing",
+        files=("chunkwise/causal_forcing.pt",),
+        required=("chunkwise/causal_forcing.pt",),
+        env_var="MAGBENCH_CAUSAL_FORCING",
+        download_command="magbench download --method causal-forcing",
+        description="Causal Forcing chunk-wise 4-step generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks)",
+    )
+)
+CAUSAL_FORCING_FRAMEWISE = register_artifact(
+    HubArtifact(
+        name="causal-forcing-framewise",
+        repo_id="zhuhz22/Causal-Forcing",
+        files=("framewise/causal_forcing.pt",),
+        required=("framewise/causal_forcing.pt",),
+        env_var="MAGBENCH_CAUSAL_FORCING_FRAMEWISE",
+        download_command="magbench download --method causal-forcing-framewise",
+        description="Causal Forcing frame-wise 4-step generator (Wan2.1-T2V-1.3B, causal, 1-frame blocks)",
+    )
+)
 # Reward Forcing (JaydenLyh/Reward-Forcing README: "Reward Forcing | Hugging Face" ->
 # JaydenLu666/Reward-Forcing-T2V-1.3B; its inference command reads
 # checkpoints/Reward-Forcing-T2V-1.3B/rewardforcing.pt, which inference.py loads as a bare state
@@ -163,6 +190,22 @@ INFINITE_FORCING = register_artifact(
         env_var="MAGBENCH_INFINITE_FORCING",
         download_command="magbench download --method infinity-rope",
         description="Infinite-Forcing generator (Self-Forcing with a 1-frame sink; the weights Infinity-RoPE runs on)",
+    )
+)
+# LongLive-RAG (qixinhu11/LongLive-RAG README, "Download everything": ``hf download
+# qixinhu11/LongLive-RAG --include "checkpoints/*"``; its main result, ``bash inference.sh
+# causal_forcing latentmem`` = configs/causal_forcing_latentmem.yaml, reads
+# checkpoints/causal_forcing.pt (``generator`` key, use_ema: false) and the retrieval encoder
+# checkpoints/ae_latent_mem.pt). Only those two of the repo's files are fetched.
+LONGLIVE_RAG = register_artifact(
+    HubArtifact(
+        name="longlive-rag",
+        repo_id="qixinhu11/LongLive-RAG",
+        files=("checkpoints/causal_forcing.pt", "checkpoints/ae_latent_mem.pt"),
+        required=("checkpoints/causal_forcing.pt", "checkpoints/ae_latent_mem.pt"),
+        env_var="MAGBENCH_LONGLIVE_RAG",
+        download_command="magbench download --method longlive-rag",
+        description="LongLive-RAG: its Causal-Forcing backbone + the retrieval autoencoder (encoder used)",
     )
 )
 # MAG's hub repo also holds the MAG-Bench videos: only model folders are fetched, wherever they

@@ -51,11 +51,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Optional
 import torch
 
 from magbench.errors import MagbenchError
+from magbench.hub import HubArtifact
 from magbench.method import Method, MethodNeeds, RecalledBlock, SampleInfo
 from magbench.options import MethodOptions, option
 from magbench.registry import register_method
 
-from magbench.baselines.wan.checkpoint import CAUSVID, LONGLIVE, MAG, SELF_FORCING, WAN_DIFFUSERS
+from magbench.baselines.wan.checkpoint import (
+    CAUSAL_FORCING, CAUSAL_FORCING_FRAMEWISE, CAUSVID, LONGLIVE, MAG, SELF_FORCING, WAN_DIFFUSERS,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from magbench.baselines.wan.build import WanTransformer
@@ -100,6 +103,8 @@ class _WanMethod(Method):
 
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
     resolution: ClassVar[tuple[int, int] | None] = (480, 832)
+    #: Latent frames per generated block (3: 12 pixel frames; the frame-wise models: 1).
+    block_frames: ClassVar[int] = BLOCK_FRAMES
     Options = WanOptions
     opts: WanOptions
     text_to_video: ClassVar[bool] = True  # from the prompt alone, no memorize (task long-video)
@@ -114,6 +119,7 @@ class _WanMethod(Method):
             if h % 16 or w % 16 or h <= 0 or w <= 0:
                 raise MagbenchError(f"{self.name or 'wan'}: resolution {h}x{w} must be positive multiples of 16 (VAE 8x, patch 2x)")
             self.resolution = (h, w)  # the harness reads the instance's resolution
+        self.make_memory(1)  # the memory geometry's cross-option checks, before any work (no buffers)
         self._timing: dict[str, float] = {}
 
     # -- the parts, each built by one hook ----------------------------------------------------------
@@ -145,7 +151,7 @@ class _WanMethod(Method):
         transformer is built on its own."""
         from magbench.baselines.wan.sampler import BlockSampler
 
-        return BlockSampler(generator, memory, memory_model=memory_model, block_frames=BLOCK_FRAMES, cuda_graphs=self.opts.cuda_graphs)
+        return BlockSampler(generator, memory, memory_model=memory_model, block_frames=self.block_frames, cuda_graphs=self.opts.cuda_graphs)
 
     def _prep(self, model: "CausalWan") -> "CausalWan":
         from magbench.baselines.wan.model import CausalWan
@@ -242,7 +248,7 @@ class _WanMethod(Method):
         # fills instead: full history reserved for 5 minutes would ask for ~350 GB at once.
         if hasattr(self.memory, "reserve"):
             total = (sample.num_context + 3) // 4 + -(-sample.num_target // 4)
-            self.memory.reserve(total + BLOCK_FRAMES if sample.num_context else 0)
+            self.memory.reserve(total + self.block_frames if sample.num_context else 0)
         self._enc = self.vae.encoder_stream()
         self._dec = self.vae.decoder_stream()
         self._pending: torch.Tensor | None = None  # context latents not yet a whole block
@@ -268,9 +274,10 @@ class _WanMethod(Method):
             return
         lat = lat.to(self.device, self.dtype)
         self._pending = lat if self._pending is None else torch.cat([self._pending, lat], dim=1)
-        whole = self._pending.shape[1] // BLOCK_FRAMES * BLOCK_FRAMES
-        for i in range(0, whole, BLOCK_FRAMES):
-            block = self._pending[:, i : i + BLOCK_FRAMES]
+        bf = self.block_frames
+        whole = self._pending.shape[1] // bf * bf
+        for i in range(0, whole, bf):
+            block = self._pending[:, i : i + bf]
             self.sampler.commit(block)
             self._dec.push(block)  # brings the decoder's causal cache to where the context ends
             self._memorised.append(block)
@@ -283,8 +290,8 @@ class _WanMethod(Method):
         if (self.sampler.frame == 0 and not no_context) or pending or self._enc.pending_frames:
             n_ctx = self.sample.num_context if self.sample else "?"
             raise MagbenchError(
-                f"{self.name}: the context ({n_ctx} frames) must be 12a-3 pixel frames (whole 3-latent blocks) "
-                "and at least 9 frames"
+                f"{self.name}: the context ({n_ctx} frames) must be whole blocks of {self.block_frames} latent frames "
+                "(12a-3 pixel frames) and at least 9 frames"
             )
         self._memorised = []  # recall's reference latents are not needed past the context
         produced, decode_s, transformer_s = 0, 0.0, 0.0
@@ -334,11 +341,11 @@ class _WanMethod(Method):
         if lat is not None:
             lat = lat.to(self.device, self.dtype)
             self._gt_pending = lat if self._gt_pending is None else torch.cat([self._gt_pending, lat], dim=1)
-            while self._gt_pending.shape[1] >= BLOCK_FRAMES:
+            while self._gt_pending.shape[1] >= self.block_frames:
                 if not self._uncommitted:
                     raise MagbenchError(f"{self.name}: remember_ground_truth() got frames beyond the blocks generated so far")
-                self.sampler.commit(self._gt_pending[:, :BLOCK_FRAMES])
-                self._gt_pending = self._gt_pending[:, BLOCK_FRAMES:]
+                self.sampler.commit(self._gt_pending[:, : self.block_frames])
+                self._gt_pending = self._gt_pending[:, self.block_frames :]
                 self._uncommitted -= 1
         self._gt_frames += frames.shape[0]
         if self.sample is not None and self._gt_frames >= self.sample.num_target:
@@ -349,6 +356,12 @@ class _WanMethod(Method):
 
     def memory_bytes(self) -> int:
         return int(self.memory.memory_bytes()) if hasattr(self, "memory") else 0
+
+    def host_memory_bytes(self) -> int:
+        """Bytes of the memory held in host (CPU) memory, beside :meth:`memory_bytes` on the
+        device: LongLive-RAG's evicted frames; 0 for memories that live on the device only."""
+        host = getattr(getattr(self, "memory", None), "host_bytes", None)
+        return int(host()) if callable(host) else 0
 
     def timings(self) -> dict[str, float]:
         return dict(self._timing)
@@ -373,20 +386,23 @@ class _WanMethod(Method):
 
 
 def _self_forcing_generator(method: "SelfForcing | FullHistoryMethod") -> "CausalWan":
-    """The Self-Forcing DMD generator (EMA weights unless ``ema=false``), or random weights."""
+    """The method's Self-Forcing-format generator (``method.checkpoint``: artefact and file; EMA
+    weights when ``ema``), or random weights."""
     from magbench.baselines.wan.checkpoint import load_wan
 
     o = method.opts
     if o.random_weights:
         return method.random_model(o.weights_seed)
+    art, file = method.checkpoint
     path = o.checkpoint_path or o.generator_path
-    path = Path(path).expanduser() if path else SELF_FORCING.require() / "checkpoints" / "self_forcing_dmd.pt"
+    path = Path(path).expanduser() if path else art.require() / file
     return load_wan(path, base=method.model_config(), ema=o.ema)
 
 
 @dataclass(frozen=True)
 class SelfForcingOptions(WanOptions):
-    window_frames: int = option(18, ge=BLOCK_FRAMES, help="past latent frames kept besides the sink and the current block")
+    # >= a block (SlidingWindow checks it against the method's block).
+    window_frames: int = option(18, ge=1, help="past latent frames kept besides the sink and the current block")
     sink_frames: int = option(0, ge=0, help="first latent frames of the video kept forever")
     ema: bool = option(True, help="the EMA weights (the README's --use_ema)")
 
@@ -419,6 +435,8 @@ class SelfForcing(_WanMethod):
         "no sink), rolled by its own local_attn_size=21 code past 21 frames."
     )
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
+    #: (artefact, file in it) of the generator; the weights swaps below change only this.
+    checkpoint: ClassVar[tuple[HubArtifact, str]] = (SELF_FORCING, "checkpoints/self_forcing_dmd.pt")
     Options = SelfForcingOptions
     opts: SelfForcingOptions
 
@@ -428,7 +446,72 @@ class SelfForcing(_WanMethod):
     def make_memory(self, num_layers: int) -> "KVMemory":
         from magbench.baselines.wan.memory import SlidingWindow
 
-        return SlidingWindow(num_layers, self.opts.window_frames, self.opts.sink_frames, BLOCK_FRAMES)
+        return SlidingWindow(num_layers, self.opts.window_frames, self.opts.sink_frames, self.block_frames)
+
+
+@dataclass(frozen=True)
+class CausalForcingOptions(SelfForcingOptions):
+    ema: bool = option(False, help="the EMA weights (the README's chunk-wise command reads the 'generator' weights)")
+
+
+@register_method("causal-forcing")
+class CausalForcing(SelfForcing):
+    """Causal Forcing, chunk-wise 4-step model (thu-ml/Causal-Forcing @ 1fc7bbc; weights
+    ``zhuhz22/Causal-Forcing`` ``chunkwise/causal_forcing.pt``, ``generator`` key: its README's
+    chunk-wise command runs without ``--use_ema``).
+
+    A weights swap of :class:`SelfForcing`: the reference's inference code is Self-Forcing's
+    (``pipeline/causal_inference.py``, ``wan/modules/causal_model.py``: keys cached after RoPE at
+    absolute positions, ``configs/causal_forcing_dmd_chunkwise.yaml``: 3-frame blocks, steps
+    [1000, 750, 500, 250] warped, shift 5, ``local_attn_size`` -1, no sink). The same 21-frame
+    cache, continued past 21 frames by the code's own ``local_attn_size: 21`` window
+    (``window_frames=18``, ``sink_frames=0``). Parity: ``tests/test_wan_parity_causal_forcing.py``.
+
+    Context: the reference's own video-extension path (``initial_latent``: each context block
+    through one t = 0 pass with the caption). Memory sources: generated and ground truth, as
+    Self-Forcing. (Its README warns that the 5-second model is not a long-video baseline by
+    itself; MAG-Bench's continuations run it past its training length, as every method here.)
+    """
+
+    description = (
+        "Causal Forcing chunk-wise causal Wan2.1 1.3B (Self-Forcing's inference code and cache: 21 frames, "
+        "current block included, no sink, rolled past 21 frames)."
+    )
+    needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, CAUSAL_FORCING))
+    checkpoint: ClassVar[tuple[HubArtifact, str]] = (CAUSAL_FORCING, "chunkwise/causal_forcing.pt")
+    Options = CausalForcingOptions
+    opts: CausalForcingOptions
+
+
+@dataclass(frozen=True)
+class CausalForcingFramewiseOptions(SelfForcingOptions):
+    window_frames: int = option(20, ge=1, help="past latent frames kept besides the sink and the current frame")
+    ema: bool = option(True, help="the EMA weights (the README's frame-wise command has --use_ema)")
+
+
+@register_method("causal-forcing-framewise")
+class CausalForcingFramewise(SelfForcing):
+    """Causal Forcing, frame-wise 4-step model (thu-ml/Causal-Forcing @ 1fc7bbc; weights
+    ``zhuhz22/Causal-Forcing`` ``framewise/causal_forcing.pt``, ``generator_ema``: its README's
+    frame-wise command has ``--use_ema``).
+
+    :class:`CausalForcing` with blocks of one latent frame (4 pixel frames;
+    ``configs/causal_forcing_dmd_framewise.yaml``: ``num_frame_per_block: 1``, the same steps):
+    that is all it needs. The 21-frame cache, current frame included: ``window_frames=20``.
+    The Causal Forcing++ 1- and 2-step frame-wise models denoise the first chunk with another step
+    list (``denoising_step_list_first_chunk``) and are not offered. Parity:
+    ``tests/test_wan_parity_causal_forcing.py``.
+    """
+
+    description = (
+        "Causal Forcing frame-wise causal Wan2.1 1.3B (1-frame blocks; Self-Forcing's 21-frame cache, "
+        "no sink, rolled past 21 frames)."
+    )
+    needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, CAUSAL_FORCING_FRAMEWISE))
+    checkpoint: ClassVar[tuple[HubArtifact, str]] = (CAUSAL_FORCING_FRAMEWISE, "framewise/causal_forcing.pt")
+    block_frames: ClassVar[int] = 1
+    Options = CausalForcingFramewiseOptions
+    opts: CausalForcingFramewiseOptions
 
 
 @dataclass(frozen=True)
@@ -443,6 +526,7 @@ class FullHistoryMethod(_WanMethod):
 
     description = "Self-Forcing causal Wan2.1 1.3B attending the full history (KV grows with the video)."
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, SELF_FORCING))
+    checkpoint: ClassVar[tuple[HubArtifact, str]] = (SELF_FORCING, "checkpoints/self_forcing_dmd.pt")
     Options = FullHistoryOptions
     opts: FullHistoryOptions
 
@@ -452,7 +536,7 @@ class FullHistoryMethod(_WanMethod):
     def make_memory(self, num_layers: int) -> "KVMemory":
         from magbench.baselines.wan.memory import FullHistory
 
-        return FullHistory(num_layers, BLOCK_FRAMES, max_frames=self.opts.max_frames)
+        return FullHistory(num_layers, self.block_frames, max_frames=self.opts.max_frames)
 
 
 @dataclass(frozen=True)
@@ -646,10 +730,6 @@ class CausVid(_WanMethod):
     needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS, CAUSVID))
     Options = CausVidOptions
     opts: CausVidOptions
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.make_memory(1)  # the rollout geometry's cross-option checks, before any work
 
     def load_models(self) -> "tuple[CausalWan, CausalWan | None]":
         from magbench.baselines.wan.checkpoint import load_wan

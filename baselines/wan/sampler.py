@@ -333,3 +333,25 @@ def few_step_denoise(
             nxt = sigmas[i + 1]
             x = ((1 - nxt) * x0.float() + nxt * noise(i + 1).float()).to(x.dtype)
     return x0
+
+
+class RetrievalSampler(BlockSampler):
+    """:class:`BlockSampler` whose memory retrieves by content (LongLive-RAG over a
+    :class:`~magbench.baselines.wan.evicted_memory.HostRetrievalWindow`): every block committed
+    (context, generated or its ground truth) is embedded frame by frame by ``encoder``, and the
+    embeddings are handed to the memory, which retrieves by them before the next block (as the
+    reference's ``latent_descriptors``, computed from each block's clean latents). The encoder runs
+    inside :meth:`commit`, so its time is part of the block that commits."""
+
+    def __init__(self, generator: CausalWan, memory: KVMemory, encoder: "torch.nn.Module", **kwargs) -> None:
+        if not hasattr(memory, "add_descriptors"):
+            raise TypeError("RetrievalSampler needs a memory that retrieves by descriptors (add_descriptors)")
+        super().__init__(generator, memory, **kwargs)
+        self.encoder = encoder
+
+    @torch.no_grad()
+    def commit(self, clean: torch.Tensor) -> None:
+        b, f = clean.shape[:2]
+        desc = self.encoder.encode(clean.flatten(0, 1)).unflatten(0, (b, f))
+        self.memory.add_descriptors(self.frame, desc)  # type: ignore[attr-defined]
+        super().commit(clean)
