@@ -280,6 +280,9 @@ class Harness:
             raise missing_package_error("a metric", exc) from None
         self.device_baseline: int | None = None  # device memory allocated after load
         self.warmup: dict[str, Any] | None = None
+        # A full or read-only disk met while finishing a sample: the writer thread then writes
+        # nothing more (a later sample's files would outlive the run without a record).
+        self._storage_error: StorageError | None = None
         self._stage_names = threading.local()  # see stage_name
 
     # -- identity and manifest -----------------------------------------------------------------
@@ -437,6 +440,7 @@ class Harness:
         the one before it, and records are appended in the samples' order, so the records are
         those of the serial loop. The first sample is read while the method loads."""
         pending: deque[tuple[_InFlight, Future]] = deque()
+        self._storage_error = None
         with ThreadPoolExecutor(1, thread_name_prefix="magbench-read") as reader, \
                 ThreadPoolExecutor(1, thread_name_prefix="magbench-write") as writer:
             upcoming: Future | None = reader.submit(self._prepare, todo[0])
@@ -580,8 +584,14 @@ class Harness:
     def _finish(self, flight: _InFlight) -> None:
         """The sample's last, CPU-only step (never raises: a failure is the record's)."""
         finish, flight.finish = flight.finish, None
+        if self._storage_error is not None:
+            raise self._storage_error
         if not flight.failed and finish is not None:
-            self._phase(flight, "score", finish)
+            try:
+                self._phase(flight, "score", finish)
+            except StorageError as exc:
+                self._storage_error = exc
+                raise
         if not flight.failed:
             flight.record.status = "ok"
         flight.record.finished_at = _now()
