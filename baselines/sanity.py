@@ -16,12 +16,14 @@ ceiling; a report labels it so only there.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
 
 from magbench.method import Method, MethodNeeds, SampleInfo
+from magbench.options import MethodOptions, option
 from magbench.registry import register_method
 
 BLOCK = 12  # frames per yielded block, like the Wan-based methods (3 latent frames)
@@ -30,11 +32,28 @@ MIRRORS = ("auto", "annotation", "frames", "switch")
 HONEST_KEYS = ("psnr", "ssim", "lpips", "bestmatch_ordered_*")
 
 
+@dataclass(frozen=True)
+class BlockOptions(MethodOptions):
+    """Options of every sanity method: how many frames each yielded block holds."""
+
+    block: int = option(BLOCK, ge=1, help="frames per yielded block")
+
+
+@dataclass(frozen=True)
+class ReplayOptions(BlockOptions):
+    """Options of the context replays (see :class:`ReplayContext`)."""
+
+    mirror: Literal["auto", "annotation", "frames", "switch"] = option(
+        "auto", help="where the turnaround comes from: auto (annotation, else frames, else switch) or one of them")
+    # mirror_axis returns a ratio in [0, 1]: 0 a perfect mirror, 1 no mirror at all.
+    detect_ratio: float = option(0.25, ge=0.0, le=1.0, help="largest mirror ratio accepted as a turnaround found in the frames")
+
+
 class _ContextMethod(Method):
     """Keeps the context frames it was shown (on its device)."""
 
     needs = MethodNeeds(gpu=False)
-    defaults = {"block": BLOCK}  # frames per yielded block
+    Options = BlockOptions
 
     def reset(self, sample: SampleInfo) -> None:
         super().reset(sample)
@@ -160,12 +179,7 @@ class ReplayContext(_ContextMethod):
     # Where the dataset has correspondences it has the turnaround too: the replay then shows
     # exactly the corresponding context frames, which the lossy stored ground truth cannot.
     bounds: ClassVar[dict[str, str]] = {**{k: "floor" for k in (*HONEST_KEYS, "bestmatch_*")}, "corr_*": "ceiling"}
-    defaults: ClassVar[dict[str, Any]] = {"block": BLOCK, "mirror": "auto", "detect_ratio": 0.25}
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        if self._opt("mirror") not in MIRRORS:
-            raise ValueError(f"mirror must be one of {', '.join(MIRRORS)}, not {self._opt('mirror')!r}")
+    Options = ReplayOptions  # a mirror outside MIRRORS is refused when the options are built
 
     def _opt(self, key: str) -> Any:
         return self.options[key]
@@ -241,7 +255,7 @@ class Oracle(Method):
     bounds: ClassVar[dict[str, str]] = {k: "ceiling" for k in ("psnr", "ssim", "lpips", "bestmatch_lpips",
                                                                 "bestmatch_psnr", "bestmatch_ssim", "bestmatch_ordered_*")}
 
-    defaults = {"block": BLOCK}
+    Options = BlockOptions
 
     def reset(self, sample: SampleInfo) -> None:
         super().reset(sample)
@@ -264,3 +278,165 @@ class Oracle(Method):
 
     def memory_bytes(self) -> int:
         return 0 if self._target is None else self._target.numel() * self._target.element_size()
+
+
+# -- the memory tasks' ceiling and floor (tasks memory-recall, memory-reconstruction) -------------
+# Unlike the probes above, vae-roundtrip reads weights: the Wan VAE, as the Wan methods load it.
+
+from dataclasses import dataclass  # noqa: E402
+from typing import Literal, Optional  # noqa: E402
+
+from magbench.baselines.wan.checkpoint import WAN_DIFFUSERS  # noqa: E402  (a declaration; no weights read)
+from magbench.errors import MagbenchError  # noqa: E402
+from magbench.method import RecalledBlock  # noqa: E402
+from magbench.options import MethodOptions, option  # noqa: E402
+
+# What the memory tasks score per recalled block (magbench/tasks/recall.py, reconstruction.py).
+RECALL_KEYS = ("recall_psnr", "recall_ssim", "recall_lpips", "recall_latent_mse")
+
+
+def _recall_blocks(frames_per_block, num_frames: int) -> Iterator[RecalledBlock]:
+    """``frames_per_block(index, start, n)`` for every latent block of a ``12a - 3``-frame clip
+    (the Wan VAE's layout: 9 frames, then 12 per block)."""
+    from magbench.baselines.wan.reconstruction import block_spans, whole_blocks_or_fail
+
+    blocks = whole_blocks_or_fail("memory tasks", num_frames)
+    for b, (start, n) in enumerate(block_spans(3 * blocks)):
+        yield frames_per_block(b, start, n)
+
+
+@dataclass(frozen=True)
+class VaeRoundtripOptions(MethodOptions):
+    config: Literal["t2v-1.3b", "tiny"] = option("t2v-1.3b", help="Wan VAE size: the real one, or a tiny random one (tests)")
+    random_weights: bool = option(False, help="a random VAE (no download), seeded as the Wan methods' (weights_seed + 100)")
+    resolution: Optional[tuple[int, int]] = option(None, help="HxW; default 480x832, 32x48 for the tiny config")
+    vae_path: Optional[str] = option(None, path=True, help="a local Wan2.1-T2V-1.3B-Diffusers folder (its vae/)")
+    weights_seed: int = option(0, help="seed of the random VAE, as the Wan methods' option")
+
+
+@register_method("vae-roundtrip")
+class VaeRoundtrip(Method):
+    """The Wan VAE alone: memorise = encode, recall = decode. What the Wan methods' latent space
+    loses before any memory policy does: the ceiling of ``memory-recall`` and
+    ``memory-reconstruction`` (its latents are the reference latents: latent MSE 0). Its memory is
+    the latents themselves (``memory_bytes``: their bytes, in the run's dtype).
+
+    The VAE is loaded as the Wan methods load theirs (same options: ``config``, ``random_weights``
+    with the same seed, ``vae_path``), so a random-weight run shares the Wan methods' random VAE.
+    It generates nothing (no ``replay`` capability: the replay task refuses it)."""
+
+    description = "Wan VAE encode + decode only (ceiling of memory-recall / memory-reconstruction)."
+    kind = "ceiling"
+    needs = MethodNeeds(gpu=True, weights=(WAN_DIFFUSERS,))
+    Options = VaeRoundtripOptions
+    bounds: ClassVar[dict[str, str]] = {k: "ceiling" for k in RECALL_KEYS}
+    resolution: ClassVar[tuple[int, int] | None] = (480, 832)
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        res = self.opts.resolution or ((32, 48) if self.opts.config == "tiny" else None)
+        if res is not None:
+            h, w = res
+            if h % 16 or w % 16:
+                raise MagbenchError(f"vae-roundtrip: resolution {h}x{w} must be multiples of 16, as the Wan methods'")
+            self.resolution = (h, w)
+
+    @classmethod
+    def capabilities(cls) -> frozenset[str]:
+        return super().capabilities() - {"replay"}
+
+    def weights_needed(self) -> list:
+        return [] if (self.opts.random_weights or self.opts.vae_path) else list(self.needs.weights)
+
+    def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        super().load(device, dtype)
+        from pathlib import Path
+
+        from magbench.baselines.wan.vae import WanVAE, tiny_vae_config, wan_vae_config
+
+        vae_dtype = dtype if torch.device(device).type == "cuda" else torch.float32  # as _WanMethod.load
+        if self.opts.random_weights:
+            cfg = tiny_vae_config() if self.opts.config == "tiny" else wan_vae_config()
+            self.vae = WanVAE.random(cfg, device, vae_dtype, seed=int(self.opts.weights_seed) + 100)
+        else:
+            root = Path(self.opts.vae_path).expanduser() if self.opts.vae_path else WAN_DIFFUSERS.require()
+            self.vae = WanVAE.from_pretrained(root / "vae", device, vae_dtype)
+
+    def reset(self, sample: SampleInfo) -> None:
+        super().reset(sample)
+        self._enc = self.vae.encoder_stream()
+        self._latents: list[torch.Tensor] = []
+        self._frames_in = 0
+
+    def memorize(self, frames: torch.Tensor) -> None:
+        lat = self._enc.push(frames)
+        self._frames_in += frames.shape[0]
+        if lat is not None:
+            self._latents.append(lat.to(self.device, self.dtype))
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        raise MagbenchError("vae-roundtrip generates nothing: it is the ceiling of --task memory-recall and memory-reconstruction")
+
+    def _decoded(self, latents: torch.Tensor, num_frames: int) -> Iterator[RecalledBlock]:
+        dec = self.vae.decoder_stream()
+
+        def block(b: int, start: int, n: int) -> RecalledBlock:
+            lat = latents[:, 3 * b : 3 * b + 3]
+            pixels = dec.push(lat)
+            return RecalledBlock(index=b, start=start, frames=pixels.float(), latents=lat, reference_latents=lat)
+
+        return _recall_blocks(block, num_frames)
+
+    def recall(self) -> Iterator[RecalledBlock]:
+        if not self._latents:
+            raise MagbenchError("vae-roundtrip: recall() needs memorize() first")
+        return self._decoded(torch.cat(self._latents, dim=1), self._frames_in)
+
+    def reconstruct(self, frames: torch.Tensor) -> Iterator[RecalledBlock]:
+        return self._decoded(self.vae.encode(frames).to(self.device, self.dtype), frames.shape[0])
+
+    def memory_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in getattr(self, "_latents", []))
+
+
+@register_method("mean-frame")
+class MeanFrame(Method):
+    """Remembers one frame, the context's mean: every recalled block is that frame held. The
+    floor of ``memory-recall`` and ``memory-reconstruction`` (the best a memory of one constant
+    frame can do in mean squared error, which PSNR measures); in the replay task a frozen frame."""
+
+    description = "The context's mean frame, held (floor of memory-recall / memory-reconstruction)."
+    kind = "floor"
+    needs = MethodNeeds(gpu=False)
+    bounds: ClassVar[dict[str, str]] = {k: "floor" for k in (*RECALL_KEYS[:3], *HONEST_KEYS)}
+    defaults = {"block": BLOCK}
+
+    def reset(self, sample: SampleInfo) -> None:
+        super().reset(sample)
+        self._sum: torch.Tensor | None = None
+        self._count = 0
+
+    def memorize(self, frames: torch.Tensor) -> None:
+        s = frames.to(self.device, torch.float32).sum(0, keepdim=True)
+        self._sum = s if self._sum is None else self._sum + s
+        self._count += frames.shape[0]
+
+    def _mean(self) -> torch.Tensor:
+        if self._sum is None:
+            raise MagbenchError("mean-frame: memorize() first")
+        return self._sum / self._count
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        mean = self._mean()
+        return _blocks(lambda s, n: mean.expand(n, -1, -1, -1).clone(), num_frames, int(self.options["block"]))
+
+    def recall(self) -> Iterator[RecalledBlock]:
+        mean = self._mean()
+        return _recall_blocks(lambda b, s, n: RecalledBlock(b, s, mean.expand(n, -1, -1, -1).clone()), self._count)
+
+    def reconstruct(self, frames: torch.Tensor) -> Iterator[RecalledBlock]:
+        mean = frames.to(self.device, torch.float32).mean(0, keepdim=True)
+        return _recall_blocks(lambda b, s, n: RecalledBlock(b, s, mean.expand(n, -1, -1, -1).clone()), frames.shape[0])
+
+    def memory_bytes(self) -> int:
+        return 0 if self._sum is None else self._sum.numel() * self._sum.element_size()

@@ -10,7 +10,7 @@ import json
 from typing import Any, Iterable, List, Optional
 
 import typer
-from rich.console import Console
+from magbench.console import Console
 from rich.table import Table
 
 from magbench.errors import MagbenchError
@@ -85,6 +85,7 @@ def run(
     fps_policy: str = typer.Option("strict", "--fps-policy", help="Protocol: a csv: dataset's video whose frame rate is not 16 (or whose frame count disagrees with its CSV duration) fails its sample (strict), is resampled to 16 fps (resample) or is used as it is (accept); always flagged in its record. The official MAG-Bench is split as the reference does."),
     no_correspondences: bool = typer.Option(False, "--no-correspondences", help="Ignore dataset correspondences."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed samples again when resuming."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace what the run folder holds (records, frames, previews, videos, manifest) instead of resuming it; without it, finished results are never touched."),
     pipeline: bool = typer.Option(True, "--pipeline/--no-pipeline", help="Read the next sample and write the previous one on worker threads while a sample generates (the same records as --no-pipeline, one sample after another)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress (a bar on a terminal, else a line per sample)."),
     launcher: str = typer.Option("local", "--launcher", help="local (this process) | torchrun (N processes, one per GPU) | slurm (an array job through submitit).", rich_help_panel="Scale-out"),
@@ -110,6 +111,8 @@ def run(
     from magbench.protocol import ReplayProtocol
     from magbench.runners.launch import LaunchOptions
 
+    if limit is not None and limit < 1:
+        raise MagbenchError(f"--limit {limit} is not allowed; give a number of samples of at least 1 (leave it out to run every sample)")
     from magbench.tasks import TASKS
 
     task_options = parse_options(task_opt)
@@ -138,8 +141,7 @@ def run(
     )
 
     def warn_skipped(harness: Harness) -> None:
-        for name, why in harness.skipped_metrics.items():
-            err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}", highlight=False)
+        warn_skipped_metrics(harness.skipped_metrics, {m.name for m in harness.metrics})
 
     options = LaunchOptions(
         launcher=launcher, shards=shards, gpus=gpus, shard=shard, partition=partition, time=time_limit,
@@ -147,7 +149,7 @@ def run(
         submitit_cluster=submitit_cluster, dry_run=dry_run, wait=wait,
     )
     with _interruptible():
-        _run(config, options, quiet, warn_skipped)
+        _run(config, options, quiet, warn_skipped, overwrite)
 
 
 @contextlib.contextmanager
@@ -160,7 +162,7 @@ def _interruptible():
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def _run(config, options, quiet: bool, warn_skipped) -> None:
+def _run(config, options, quiet: bool, warn_skipped, overwrite: bool = False) -> None:
     from magbench.harness import Harness
     from magbench.runners import distributed
     from magbench.runners.launch import LaunchOptions, launch
@@ -171,8 +173,13 @@ def _run(config, options, quiet: bool, warn_skipped) -> None:
 
         harness = Harness(config)
         warn_skipped(harness)
-        summary, code, message = run_whole(harness, progress=not quiet), 0, None
+        summary, code, message = run_whole(harness, progress=not quiet, overwrite=overwrite), 0, None
     else:  # scale-out options, or started by torchrun
+        if overwrite:
+            from magbench.runners.local import overwrite_before_launch
+
+            # Here, once, before any rank starts: the ranks themselves only ever resume.
+            overwrite_before_launch(config, distributed.detect() is not None)
         result = launch(config, options, progress=not quiet, on_harness=warn_skipped)
         summary, code, message = result.summary, result.exit_code, result.message
     if message:
@@ -205,8 +212,7 @@ def score(
 
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     res = rescore_run(run_dir, _metric_list(metrics), parse_metric_options(metric_opt), dev)
-    for name, why in res.skipped_metrics.items():
-        err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}", highlight=False)
+    warn_skipped_metrics(res.skipped_metrics, set(res.metrics))
     console.print(f"{res.run_dir}: scored {res.scored} samples with {', '.join(res.metrics) or 'no metric'}", highlight=False)
     if res.without_frames:
         err_console.print(
@@ -215,8 +221,23 @@ def score(
         )
 
 
+def warn_skipped_metrics(skipped: dict[str, str], ran: set[str]) -> None:
+    """One warning per metric that did not run, or (``ran``) ran without its weights: only its
+    values that need none (correspondence's PSNR and SSIM without AlexNet)."""
+    for name, why in skipped.items():
+        if name in ran:
+            why, _, how = why.partition(" (ran without them: ")
+            err_console.print(
+                f"[yellow]warning:[/] metric {name} ran without its weights ({how.rstrip(')') or 'in part'}): "
+                f"only its values that need none; {why}", highlight=False, soft_wrap=True,
+            )
+        else:
+            err_console.print(f"[yellow]warning:[/] metric {name} skipped: {why}", highlight=False, soft_wrap=True)
+
+
 def _print_summary(summary) -> None:
     import numpy as np
+    from rich.markup import escape
 
     recs = [r for r in summary.records if r.ok]
     keys: list[str] = []
@@ -232,18 +253,26 @@ def _print_summary(summary) -> None:
     for k in keys:
         vals = [r.metrics[k] for r in recs if r.metrics.get(k) is not None]
         table.add_row(k, f"{np.mean(vals):.4f}" if vals else "-")
-    for key, label in (("fps", "generation fps"), ("e2e_fps", "end-to-end fps")):
+    for key, label in (("e2e_fps", "end-to-end fps"), ("fps", "generation fps")):
         vals = [r.timing.get(key) for r in recs if r.timing is not None and r.timing.get(key)]
         if vals:
             table.add_row(label, f"{np.mean(vals):.1f}")
     console.print(table)
     w = summary.warmup
     if w:
-        what = "the method's warmup()" if w["kind"] == "hook" else f"one untimed block of {w['sample_id']}"
-        console.print(f"warm-up: {what}, {w['seconds']:.1f} s" + (f" (failed: {w['error']})" if w.get("error") else ""), highlight=False)
+        # The failed tries' errors are their samples' own: printed below with the failures, not twice.
+        tried = [t["sample_id"] for t in w.get("tried") or []]
+        after = f" (after {', '.join(tried)} could not warm it up)" if tried else ""
+        if w["kind"] == "failed":
+            what = f"none: {', '.join(tried) or 'no sample'} could not warm the method up, so the first timed sample ran cold"
+        elif w["kind"] == "hook":
+            what = f"the method's warmup() on {w['sample_id']}{after}"
+        else:
+            what = f"one untimed block of {w['sample_id']}{after}"
+        console.print(f"warm-up: {what}, {w['seconds']:.1f} s", highlight=False, soft_wrap=True)
     for r in summary.records:
         if not r.ok:
-            err_console.print(f"[red]failed[/] {r.sample_id}: {r.error}")
+            err_console.print(f"[red]failed[/] {escape(r.sample_id)}: {escape(str(r.error))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -429,6 +458,16 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print(INTERRUPTED, highlight=False)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:
+        from rich.markup import escape
+
+        from magbench.errors import storage_error
+
+        err = storage_error(exc)  # a write not wrapped where it happens: still one line, path and fix
+        if err is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":

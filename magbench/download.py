@@ -17,15 +17,20 @@ from magbench.errors import MagbenchError
 from magbench.hub import ARTIFACTS, HubArtifact
 
 
+# The artefacts `magbench download --dataset NAME` fetches (registered by magbench.data modules).
+DATASET_ARTIFACTS = ("magbench", "moviegen")
+
+
 def artifacts_for(datasets: Iterable[str] = (), methods: Iterable[str] = (), metrics: bool = False) -> list[HubArtifact]:
     from magbench.registry import METHODS, METRICS
-    import magbench.data.magbench_hub  # noqa: F401  (registers the dataset artefact)
+    import magbench.data.magbench_hub  # noqa: F401  (registers the dataset artefacts)
+    import magbench.data.prompts  # noqa: F401
 
     arts: list[HubArtifact] = []
     for d in datasets:
-        if d not in ARTIFACTS:
-            known = [n for n in ARTIFACTS if n == "magbench"]
-            raise MagbenchError(f"no downloadable dataset {d!r} (downloadable: {', '.join(known)}); the synthetic set is generated locally")
+        if d not in DATASET_ARTIFACTS:
+            raise MagbenchError(f"no downloadable dataset {d!r} (downloadable: {', '.join(DATASET_ARTIFACTS)}); "
+                                "the synthetic set is generated locally and the built-in prompts are embedded")
         arts.append(ARTIFACTS[d])
     for m in methods:
         cls = METHODS.get(m)
@@ -51,6 +56,7 @@ def status_table(arts: list[HubArtifact] | None) -> Table:
             except MagbenchError:
                 pass
         import magbench.data.magbench_hub  # noqa: F401
+        import magbench.data.prompts  # noqa: F401
 
         arts = list(ARTIFACTS.values())
     table = Table(title="downloadable artefacts")

@@ -36,11 +36,12 @@ import magbench
 from magbench.data import Dataset, VideoSample, load_dataset
 from magbench.determinism import configure as configure_determinism
 from magbench.environment import git_commit, hardware, package_versions
-from magbench.errors import MagbenchError, MissingWeightsError, SampleError
+from magbench.errors import MagbenchError, MissingWeightsError, SampleError, StorageError
 from magbench.hub import ARTIFACTS, resolved_commits
 from magbench.instrument import Clock, StageHook, allocated_bytes
 from magbench.locking import record_lock
 from magbench.method import Method
+from magbench.options import OptionError
 from magbench.protocol import ReplayProtocol
 from magbench.record import SampleRecord
 from magbench.registry import METHODS
@@ -58,7 +59,9 @@ EXTRAS = {
     "timm": "consistency", "open_clip": "consistency", "submitit": "slurm", "flash_attn": "flash",
     "decord": "decord",
 }
-WARMUP = "each process: one untimed, unscored short sample (the first to run, one block), or the method's warmup()"
+WARMUP_TRIES = 8  # samples the warm-up tries before the run goes on cold (each failure is that sample's)
+WARMUP = ("each process: one untimed, unscored short sample (one block of the first of its samples that runs, "
+          f"trying up to {WARMUP_TRIES}), or the method's warmup(); each record's timing.warmup and warmup_sample say which ran")
 DEFAULT_TASK = "magbench-replay"
 
 
@@ -120,10 +123,22 @@ def sample_seed(base: int, sample_id: str) -> int:
     return (base * 1_000_003 + zlib.crc32(sample_id.encode())) % (2**31 - 1)
 
 
+def method_class(name: str) -> type[Method]:
+    """The Method subclass ``--method NAME`` names: registered, ``package.module:Class``, or
+    ``videos:DIR`` (videos made elsewhere, magbench/baselines/videos.py)."""
+    if name.startswith("videos:"):
+        name = "videos"
+    return METHODS.get(name)  # a registered Method subclass, named by the registry
+
+
 def create_method(name: str, **options: Any) -> Method:
-    cls = METHODS.get(name)  # a registered Method subclass, named by the registry
+    cls = method_class(name)
+    if name.startswith("videos:"):
+        options = {**options, "dir": name[len("videos:"):]}
     try:
         return cls(**options)
+    except OptionError:
+        raise  # already one line naming the option, the value and what is allowed
     except TypeError as exc:
         raise MagbenchError(f"method {name!r}: bad options {options}: {exc}") from exc
 
@@ -172,7 +187,8 @@ class RunScope:
 
     def __init__(self, config: RunConfig, dataset: Dataset | None = None) -> None:
         self.config = config
-        self.dataset = dataset if dataset is not None else load_dataset(config.dataset)
+        loaded = dataset if dataset is not None else load_dataset(config.dataset)
+        self.dataset = TASKS.get(config.task).prepare_dataset(config, loaded)
         self.run_dir = RunDir(config.run_path())
 
     def selected_samples(self) -> list[VideoSample]:
@@ -238,7 +254,7 @@ class Harness:
             )
         self.method = fresh if method is None else method
         self._owns_method = method is None  # loaded at each run and closed after it
-        self.metric_names, self._default_metrics = select_metrics(config.metrics)
+        self.metric_names, self._default_metrics = select_metrics(config.metrics, self.task.default_metrics)
         # Check weights before anything heavy: an offline user hears at once what is missing.
         missing = self.method.missing_weights()
         if missing:
@@ -250,19 +266,23 @@ class Harness:
         if self.method.needs.gpu and not self.device.startswith("cuda"):
             log.warning("method %r is meant for a GPU; on %s it will be slow", config.method, self.device)
         configure_determinism()  # no timing-based cuDNN choice, no TF32 (magbench/determinism.py)
+        self.scope = RunScope(config)
+        self.dataset: Dataset = self.scope.dataset
+        self.task.check_dataset(self.dataset)  # a dataset the task cannot use: before any backbone loads
         # Random-weight backbones (tests, benchmarks) must be the same in every process.
         torch.manual_seed(config.seed)
         try:
             self.metrics, self.skipped_metrics = create_metrics(
-                self.metric_names, self.device, config.metric_options, self._default_metrics
+                self.metric_names, self.device, self.task.metric_options(config.metric_options, self.method),
+                self._default_metrics,
             )
         except ModuleNotFoundError as exc:
             raise missing_package_error("a metric", exc) from None
-        self.scope = RunScope(config)
-        self.dataset: Dataset = self.scope.dataset
-        self.task.check_dataset(self.dataset)
         self.device_baseline: int | None = None  # device memory allocated after load
         self.warmup: dict[str, Any] | None = None
+        # A full or read-only disk met while finishing a sample: the writer thread then writes
+        # nothing more (a later sample's files would outlive the run without a record).
+        self._storage_error: StorageError | None = None
         self._stage_names = threading.local()  # see stage_name
 
     # -- identity and manifest -----------------------------------------------------------------
@@ -291,6 +311,7 @@ class Harness:
         key_info: dict[str, Any] = {}
         for m in self.metrics:
             key_info.update(m.key_info)
+        key_info.update(self.task.key_info)
         cls = type(self.method)
         return {
             "run_id": self.run_dir.path.name,
@@ -362,7 +383,8 @@ class Harness:
         with record_lock(self.run_dir.path, records_file):
             done = self.done_ids()
             for p in self.run_dir.problems:
-                log.warning("damaged record, sample will be redone: %s", p)
+                if p.sample_id not in done:  # a line whose sample was redone since is history
+                    log.warning("damaged record, sample will be redone: %s", p)
             todo = [s for s in todo_from if s.sample_id not in done]
             if todo:
                 self.run_dir.clear_fatal()
@@ -383,8 +405,8 @@ class Harness:
             record = flight.record
             if record.finished_at is None:
                 record.finished_at = _now()
-            if not record.ok:
-                log.warning("sample %s failed: %s", record.sample_id, record.error)
+            if not record.ok:  # printed by the progress line and the summary: once each, not here too
+                log.debug("sample %s failed: %s", record.sample_id, record.error)
             writer.append(record)
             self.stage("sample", time.perf_counter() - flight.started)
             bar.advance(record)
@@ -396,7 +418,7 @@ class Harness:
                 self._run_pipelined(todo, emit)
             else:
                 self._load()
-                self.warmup = self.warm_up(todo[0])
+                self.warmup = self.warm_up(todo)
                 for sample in todo:
                     emit(self._sample(sample))
         finally:
@@ -420,6 +442,7 @@ class Harness:
         soon as it is written (a run killed while the next one generates keeps it). The first
         sample is read while the method loads."""
         pending: deque[Future] = deque()
+        self._storage_error = None
         stopped = threading.Event()  # a record could not be appended or reported: append no more
 
         def finish_and_emit(flight: _InFlight) -> None:
@@ -440,7 +463,7 @@ class Harness:
                 first = upcoming.result()
                 upcoming = reader.submit(self._prepare, todo[1]) if len(todo) > 1 else None
                 # The warm-up takes the first sample as the reader prepared it (not read twice).
-                self.warmup = self.warm_up(todo[0], None if first.failed else first.prepared)
+                self.warmup = self.warm_up(todo, None if first.failed else first.prepared)
                 for i in range(len(todo)):
                     if i == 0:
                         flight = first
@@ -469,31 +492,42 @@ class Harness:
     def sample_seed(self, sample: VideoSample) -> int:
         return sample_seed(self.config.seed, sample.sample_id)
 
-    def warm_up(self, sample: VideoSample, prepared: Any = None) -> dict[str, Any]:
+    def warm_up(self, candidates: list[VideoSample] | VideoSample, prepared: Any = None) -> dict[str, Any]:
         """Untimed and unscored, before this process's first timed sample: the method's own
-        ``warmup`` hook, or the task's short version of ``sample`` (one block). Compilation,
-        autotuning and allocator growth land here, not in the first record. A failure is logged
-        and left to the sample itself to record. ``prepared``: what ``Task.prepare`` returned
-        for ``sample``, handed to a task whose ``warm_up`` takes it (it is not read again)."""
+        ``warmup`` hook, or the task's short version of a sample (one block). Compilation,
+        autotuning and allocator growth land here, not in the first record.
+
+        Tries ``candidates`` in order (at most :data:`WARMUP_TRIES`) until one warms the method
+        up: a sample whose video is missing must not leave the next one to be timed cold. Returns
+        ``kind`` ("hook" or "sample"; "failed" when no candidate worked), ``sample_id`` (the one
+        it ran on, or None), ``tried`` (the samples that failed first, with their errors: each is
+        left to the sample itself to record) and ``seconds``. ``prepared``: what ``Task.prepare``
+        returned for the first candidate, handed to a task whose ``warm_up`` takes it (the
+        pipeline's first sample is not read twice)."""
         t0 = time.perf_counter()
         kind = "hook" if type(self.method).has_warmup() else "sample"
-        out: dict[str, Any] = {"kind": kind, "sample_id": sample.sample_id}
-        takes_prepared = prepared is not None and "prepared" in inspect.signature(self.task.warm_up).parameters
-        try:
-            if kind == "hook":
-                # The hook is told the sample as the task would hand it over (replay: its split).
-                info = getattr(prepared, "info", None) or self._warmup_info(sample)
-                torch.manual_seed(info.seed)
-                self.method.warmup(info)
-            elif takes_prepared:
-                self.task.warm_up(self, sample, prepared=prepared)
-            else:
-                self.task.warm_up(self, sample)
-        except Exception as exc:  # the sample will fail again, and be recorded, if it is bad
-            out["error"] = f"{type(exc).__name__}: {exc}"
-            log.warning("warm-up on %s failed: %s", sample.sample_id, out["error"])
-            if isinstance(exc, torch.cuda.OutOfMemoryError):
-                torch.cuda.empty_cache()
+        out: dict[str, Any] = {"kind": "failed", "sample_id": None, "tried": []}
+        takes_prepared = "prepared" in inspect.signature(self.task.warm_up).parameters
+        for i, sample in enumerate(([candidates] if isinstance(candidates, VideoSample) else list(candidates))[:WARMUP_TRIES]):
+            given = prepared if i == 0 else None
+            try:
+                if kind == "hook":
+                    # The hook is told the sample as the task would hand it over (replay: its split).
+                    info = getattr(given, "info", None) or self._warmup_info(sample)
+                    torch.manual_seed(info.seed)
+                    self.method.warmup(info)
+                elif takes_prepared and given is not None:
+                    self.task.warm_up(self, sample, prepared=given)
+                else:
+                    self.task.warm_up(self, sample)
+            except Exception as exc:  # the sample will fail again, and be recorded, if it is bad
+                out["tried"].append({"sample_id": sample.sample_id, "error": f"{type(exc).__name__}: {exc}"})
+                log.info("warm-up on %s failed, trying the next sample: %s", sample.sample_id, out["tried"][-1]["error"])
+                if isinstance(exc, torch.cuda.OutOfMemoryError):
+                    torch.cuda.empty_cache()
+                continue
+            out.update(kind=kind, sample_id=sample.sample_id)
+            break
         out["seconds"] = time.perf_counter() - t0
         self.stage("warmup", out["seconds"])
         return out
@@ -553,10 +587,17 @@ class Harness:
         flight.prepared = None  # the inputs are not needed past the method's calls
 
     def _finish(self, flight: _InFlight) -> None:
-        """The sample's last, CPU-only step (never raises: a failure is the record's)."""
+        """The sample's last, CPU-only step (a failure is the record's; a full or read-only disk,
+        StorageError, is the run's and stops every later write)."""
         finish, flight.finish = flight.finish, None
+        if self._storage_error is not None:
+            raise self._storage_error
         if not flight.failed and finish is not None:
-            self._phase(flight, "score", finish)
+            try:
+                self._phase(flight, "score", finish)
+            except StorageError as exc:
+                self._storage_error = exc
+                raise
         if not flight.failed:
             flight.record.status = "ok"
         flight.record.finished_at = _now()
@@ -567,6 +608,8 @@ class Harness:
         self._stage_names.sample_id = record.sample_id
         try:
             fn()
+        except StorageError:
+            raise  # a read-only or full disk is the run's error, not this sample's: every later write fails too
         except (SampleError, MagbenchError) as exc:
             record.fail(f"{self.stage_name}: {exc}", type(exc).__name__)
         except torch.cuda.OutOfMemoryError as exc:
@@ -622,6 +665,10 @@ class _Progress:
         self.done += 1
         if self._bar is not None:
             self._bar.advance(self._task)
+            if not record.ok:  # a failure is printed once while the run goes (and once in the summary)
+                from rich.markup import escape
+
+                self._bar.console.print(f"[red]failed[/] {escape(_one_line(record))}", highlight=False, soft_wrap=True)
         elif self.enabled:
             print(f"[{self.done}/{self.total}] {self.label} {_one_line(record)}", file=sys.stderr, flush=True)
 

@@ -162,6 +162,11 @@ def run_method(
                 f"method {label!r} yielded a block of shape {tuple(block.shape)}; "
                 f"expected k x {' x '.join(map(str, target.shape[1:]))}"
             )
+        if not block.is_floating_point():
+            raise MagbenchError(
+                f"method {label!r} yielded block {len(blocks)} as {block.dtype}; the contract is floating point "
+                "in [0, 1] (for 8-bit frames yield frames.float() / 255)"
+            )
         if from_ground_truth:
             # Part of the block's time (and reported apart): writing the memory is the method's
             # work whichever source it writes from.
@@ -185,7 +190,7 @@ def run_method(
     if not torch.isfinite(generated).all():
         bad = (~torch.isfinite(generated)).flatten(1).any(1).nonzero().flatten().tolist()
         raise MagbenchError(f"method output has NaN/Inf in frames {bad[:8]}")
-    generated = generated.clamp_(0, 1)
+    check_range(generated, label)
 
     t = timer.totals
     generate_s = float(sum(block_s))
@@ -209,6 +214,9 @@ def run_method(
     }
     if "decode_s" in extra and generate_s > extra["decode_s"]:
         timing["fps_without_decode"] = produced / (generate_s - extra["decode_s"])
+    if not type(method).measures_time:
+        # Its calls are not a generator's work (videos read from files): no speed, no memory.
+        return generated, {"measured": False, "block_frames": timing["block_frames"]}, {}
     memory = {
         **mem.summary(),
         "peak_rss_bytes": rss.peak,
@@ -218,6 +226,20 @@ def run_method(
         "frames_per_block": frames_per_block,
     }
     return generated, timing, memory
+
+
+def check_range(frames: torch.Tensor, label: str) -> None:
+    """Generated frames must lie in [0, 1]: out-of-range output is the method's bug (a [-1, 1]
+    or 0..255 convention, say), reported with what was found rather than clamped into a score."""
+    lo, hi = (float(v) for v in frames.aminmax())
+    if lo < 0.0 or hi > 1.0:
+        per_frame = frames.flatten(1)
+        bad = ((per_frame < 0) | (per_frame > 1)).any(1).nonzero().flatten().tolist()
+        raise MagbenchError(
+            f"method {label!r} output values in [{lo:.4g}, {hi:.4g}] ({frames.dtype}), outside [0, 1], in "
+            f"{len(bad)} of {frames.shape[0]} frames (first {bad[:8]}); the contract is floating point in [0, 1], "
+            "never clamped by the harness"
+        )
 
 
 def _quantile(xs: list[float], q: float) -> float | None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 from magbench.errors import MagbenchError
-from magbench.store import lock_name
+from magbench.store import lock_name, writing
 
 log = logging.getLogger("magbench")
 
@@ -73,8 +73,9 @@ _UNLOCKABLE: set[str] = set()
 
 
 def _open(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for any file
+    with writing(path):  # a read-only or full disk: one line naming the folder and the fix
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for any file
 
 
 def _write_holder(fd: int, token: str | None = None) -> None:

@@ -138,6 +138,9 @@ class Method(ABC):
     # True when :meth:`generate` works with no :meth:`memorize` call: text-to-video from the
     # prompt alone (task ``long-video``).
     text_to_video: ClassVar[bool] = False
+    # False where the method's calls are not the generator's work (``videos:DIR`` reads videos
+    # made elsewhere): the harness then records ``timing.measured: false`` and no speed.
+    measures_time: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

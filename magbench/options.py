@@ -35,8 +35,8 @@ from typing import Any, ClassVar, Literal, Union
 
 from magbench.errors import MagbenchError
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0"}
 
 
 class OptionError(MagbenchError, TypeError):
@@ -137,8 +137,10 @@ def _bounds_text(meta: Any) -> str:
 def coerce(owner: str, name: str, value: Any, tp: Any, meta: Any = None) -> Any:
     """``value`` as type ``tp``, or an OptionError naming the option, the value and what is allowed."""
 
+    given = value  # the message quotes what the user gave, not a half-converted value
+
     def bad() -> OptionError:
-        return OptionError(f"{owner}: option {name}={value!r} is not allowed; expected {describe_type(tp, meta)}")
+        return OptionError(f"{owner}: option {name}={given!r} is not allowed; expected {describe_type(tp, meta)}")
 
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any or tp is object:

@@ -62,6 +62,12 @@ class ReplayProtocol:
     fps_policy: str = "strict"
 
     def __post_init__(self) -> None:
+        frac = self.switch_fraction
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:  # NaN fails too
+            raise MagbenchError(
+                f"--switch-fraction {frac!r} is not allowed; give a number strictly between 0 and 1 "
+                "(the share of the duration the method sees as context; official 0.75)"
+            )
         if self.memory_source not in MEMORY_SOURCES:
             raise MagbenchError(f"--memory-source {self.memory_source}: choose one of {', '.join(MEMORY_SOURCES)}")
         if self.fps_policy not in FPS_POLICIES:

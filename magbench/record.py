@@ -68,7 +68,14 @@ class Timing:
     e2e_fps: float | None = None
     block_p50_s: float | None = None
     block_p95_s: float | None = None
-    warmup: str | None = None  # the warm-up kind that ran before this sample in its process
+    # The warm-up that ran before this sample in its process: "sample" (one untimed block of a
+    # sample), "hook" (the method's warmup()) or "failed" (no sample warmed it up: timed cold);
+    # ``warmup_sample``: the sample it ran on.
+    warmup: str | None = None
+    warmup_sample: str | None = None
+    # False where nothing was timed (``--method videos:DIR``: videos made elsewhere); the speed
+    # fields are then empty.
+    measured: bool = True
     fps_without_decode: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -20,10 +20,13 @@ from magbench.record import SampleRecord
 from magbench.registry import METRICS
 
 
-def select_metrics(names: list[str] | None) -> tuple[list[str], bool]:
-    """Metric names to run and whether they are the default set (which may skip missing weights)."""
+def select_metrics(names: list[str] | None, default: tuple[str, ...] | None = None) -> tuple[list[str], bool]:
+    """Metric names to run and whether they are the default set (which may skip missing weights).
+    ``default``: a task's own default set (None: the metrics marked ``default``)."""
     available = METRICS.names()
     if names is None:
+        if default is not None:
+            return list(default), True
         return [n for n in available if METRICS.get(n).default], True
     if names == ["all"]:
         return available, False
@@ -145,6 +148,10 @@ def rescore_run(
             f"{rd.path}: `magbench score` re-scores magbench-replay runs; this run is task {task!r}: "
             "re-run it with `magbench run --task ... --metrics ...` into another --out"
         )
+    task = (manifest.get("task") or {}).get("name", "magbench-replay")
+    if task != "magbench-replay":
+        raise MagbenchError(f"{rd.path}: a {task} run; `magbench score` rescores magbench-replay runs only "
+                            "(re-run the task with the metrics wanted)")
     with run_lock(rd.path):  # no run may append while records are rewritten
         cfg = manifest["config"]
         spec = manifest.get("dataset_spec") or cfg["dataset"]["id"]

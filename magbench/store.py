@@ -27,8 +27,10 @@ is redone on resume.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +38,14 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from magbench.errors import MagbenchError, RunConfigMismatchError
+from magbench.errors import MagbenchError, RunConfigMismatchError, storage_error
 from magbench.record import SampleRecord
 
 MANIFEST = "manifest.json"
 RECORDS_GLOB = "samples*.jsonl"
 FATAL = "fatal.json"  # a run's fatal error: {error, error_type, traceback, at}
 FRAMES_DIR = "frames"  # generated frames, lossless, for `magbench score`
+RUN_SUBFOLDERS = (FRAMES_DIR, "previews", "videos", "slurm")  # what --overwrite removes with the files
 
 
 def records_name(rank: int = 0, world_size: int = 1) -> str:
@@ -69,20 +72,41 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
+@contextlib.contextmanager
+def writing(path: Path | str, partial: Path | str | None = None) -> Iterator[None]:
+    """Writes to ``path`` inside: a read-only, full-disk or permission error becomes a one-line
+    :class:`~magbench.errors.StorageError` naming the path and the fix, and ``partial`` (a
+    temporary file being written) is removed, so a failed write leaves nothing half-made."""
+    try:
+        yield
+    except OSError as exc:
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                Path(partial).unlink(missing_ok=True)
+        err = storage_error(exc, path)
+        if err is None:
+            raise
+        raise err from None
+    except BaseException:
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                Path(partial).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with writing(path, partial=tmp):
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -120,9 +144,27 @@ class CorruptLine:
     file: Path
     line: int
     reason: str
+    # The sample the damaged line was about, where its bytes still name it (records are written
+    # with sorted keys, so a line cut short may end before its "sample_id").
+    sample_id: str | None = None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.reason}"
+
+
+_SAMPLE_ID = re.compile(rb'"sample_id":\s*("(?:[^"\\]|\\.)*")')
+
+
+def _named_sample(raw: bytes) -> str | None:
+    """The sample id a damaged record line still names, if it does."""
+    m = _SAMPLE_ID.search(raw)
+    if not m:
+        return None
+    try:
+        sid = json.loads(m.group(1))
+    except ValueError:
+        return None
+    return sid if isinstance(sid, str) else None
 
 
 @dataclass
@@ -159,11 +201,34 @@ class RunDir:
                 diff = _diff_config(old.get("config", {}), manifest.get("config", {}))
                 raise RunConfigMismatchError(
                     f"{self.path} holds a run with a different configuration ({diff}); "
-                    "use another --out folder or delete this one"
+                    "use another --out folder, or --overwrite to replace it"
                 )
             return
-        self.path.mkdir(parents=True, exist_ok=True)
+        with writing(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.manifest_path, manifest)
+
+    def clear(self) -> list[str]:
+        """Remove what a run left in this folder (manifest, records, kept frames, previews,
+        videos, plan, fatal error, SLURM logs, record locks), for ``--overwrite``; other files
+        stay. Call it holding the exclusive run lock (which stays). Returns the names removed."""
+        import shutil
+
+        if not self.path.is_dir():
+            return []
+        removed = []
+        for p in sorted(self.path.iterdir()):
+            name = p.name
+            known_file = name in (MANIFEST, FATAL, "shards.json") or p.match(RECORDS_GLOB) or (
+                name.startswith(".samples") and name.endswith(".lock"))
+            if p.is_dir() and name in RUN_SUBFOLDERS:
+                shutil.rmtree(p)
+            elif p.is_file() and known_file:
+                p.unlink()
+            else:
+                continue
+            removed.append(name)
+        return removed
 
     def update_manifest(self, **fields: Any) -> None:
         m = self.manifest()
@@ -189,7 +254,7 @@ class RunDir:
                     except ValueError as exc:
                         truncated = not raw.endswith(b"\n")
                         reason = "truncated line (interrupted write)" if truncated else str(exc)
-                        self.problems.append(CorruptLine(file, lineno, reason))
+                        self.problems.append(CorruptLine(file, lineno, reason, _named_sample(raw)))
                         continue
                     yield SampleRecord.from_json(rec)
 
@@ -212,14 +277,17 @@ class RunDir:
         return True
 
     def write_fatal(self, exc: BaseException, tb: str) -> None:
+        """Record why the run stopped; where that cannot be written either (the disk the error
+        was about), the error itself is what the user sees."""
         import datetime as _dt
 
-        atomic_write_json(self.path / FATAL, {
-            "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-            "error_type": type(exc).__name__,
-            "traceback": tb,
-            "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        })
+        with contextlib.suppress(MagbenchError, OSError):
+            atomic_write_json(self.path / FATAL, {
+                "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                "error_type": type(exc).__name__,
+                "traceback": tb,
+                "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            })
 
     def clear_fatal(self) -> None:
         (self.path / FATAL).unlink(missing_ok=True)
@@ -233,8 +301,9 @@ class RecordWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair_tail()
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._repair_tail()
 
     def _repair_tail(self) -> None:
         # A line cut by a kill would glue itself to our next record: end it first.
@@ -249,15 +318,24 @@ class RecordWriter:
     def append(self, record: SampleRecord | dict[str, Any]) -> None:
         line = record_line(record)
         data = line.encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            # One write(2) of the whole line: O_APPEND keeps concurrent appenders' lines whole.
-            written = os.write(fd, data)
-            while written < len(data):
-                written += os.write(fd, data[written:])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with writing(self.path):
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                start = os.fstat(fd).st_size  # one writer per file (its record lock): the line starts here
+                try:
+                    # One write(2) of the whole line: O_APPEND keeps concurrent appenders' lines whole.
+                    written = os.write(fd, data)
+                    while written < len(data):
+                        written += os.write(fd, data[written:])
+                    os.fsync(fd)
+                except OSError:
+                    # A full disk may take part of the line: cut it off, so the file ends with the
+                    # last whole record and the sample is simply redone.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
 
 
 def save_frames(run_path: Path, sample_id: str, frames: np.ndarray) -> str:
@@ -266,11 +344,12 @@ def save_frames(run_path: Path, sample_id: str, frames: np.ndarray) -> str:
     run folder."""
     rel = Path(FRAMES_DIR) / f"{safe_name(sample_id)}.npz"
     path = Path(run_path) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, generated=np.ascontiguousarray(frames, dtype=np.uint8))
-    os.chmod(tmp, file_mode())
-    os.replace(tmp, path)
+    with writing(path, partial=tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(tmp, generated=np.ascontiguousarray(frames, dtype=np.uint8))
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
     return rel.as_posix()
 
 

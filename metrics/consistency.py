@@ -51,6 +51,7 @@ The feature extractor is separate from the formula: any callable mapping N x 3 x
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -136,12 +137,37 @@ class ChunkedExtractor:
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        key = (type(self), id(self.model), self.chunk, self.antialias, self.quantize)
+        hit = _LAST_FEATURES.get(key)
+        if hit is not None and hit[0]() is self.model and hit[2] == frames._version:
+            cached = hit[1]()
+            if cached is frames:
+                return hit[3]
+            if cached is not None and _is_prefix_view(frames, cached):
+                return hit[3][: frames.shape[0]]  # features are per frame: a prefix's are a slice
         device = next(self.model.parameters()).device
         out = []
         for s in range(0, frames.shape[0], self.chunk):
             x = self.preprocess(frames[s : s + self.chunk].to(device), self.antialias, self.quantize)
             out.append(self.embed(x))
-        return torch.cat(out)
+        feats = torch.cat(out)
+        _LAST_FEATURES[key] = (weakref.ref(self.model), weakref.ref(frames), frames._version, feats)
+        return feats
+
+
+def _is_prefix_view(frames: torch.Tensor, whole: torch.Tensor) -> bool:
+    """``frames`` is ``whole[:k]``: the same memory from the same start, laid out alike."""
+    return (frames.device == whole.device and frames.dtype == whole.dtype and frames.data_ptr() == whole.data_ptr()
+            and frames.shape[1:] == whole.shape[1:] and frames.shape[0] <= whole.shape[0]
+            and frames.stride() == whole.stride())
+
+
+# The last features each backbone computed, held against weak references to the network and the
+# frames tensor (so no video is kept alive by it): two metrics on one backbone scoring the same
+# tensor (subject_consistency and vbench_long_subject_consistency on a text-to-video sample), or a
+# prefix view of it (the long-video task's 5 s prefix), run the network once. An in-place change of
+# the frames bumps their version (shared by views) and misses.
+_LAST_FEATURES: dict[tuple[Any, ...], tuple["weakref.ref[torch.nn.Module]", "weakref.ref[torch.Tensor]", int, torch.Tensor]] = {}
 
 
 # -- DINO ------------------------------------------------------------------------------------------

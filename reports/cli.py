@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         with_paper: bool = typer.Option(False, "--with-paper", help="Also show the MAG paper's published MAG-Bench table beside the measured rows (and, with --out X.csv, write it to X.paper.csv); never mixed into the leaderboard."),
     ) -> None:
         """Leaderboard over runs: mean and 95% bootstrap CI per metric, efficiency, one row per method config."""
-        from rich.console import Console
+        from magbench.console import Console
         from rich.markup import escape
 
         from magbench.reports.leaderboard import build, rich_table, write_leaderboard
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         title: str = typer.Option("MAG-Bench report", "--title"),
     ) -> None:
         """Self-contained HTML report: leaderboard, charts, retention curves, frame strips, manifests."""
-        from rich.console import Console
+        from magbench.console import Console
 
         from magbench.reports.html import report
 
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         metric: List[str] = typer.Option([], "--metric", "-m", help="Metric key to compare (repeatable; default: all shared)."),
     ) -> None:
         """Paired comparison of two runs on their shared samples, with bootstrap CIs and verdicts."""
-        from rich.console import Console
+        from magbench.console import Console
         from rich.markup import escape
         from rich.table import Table
 

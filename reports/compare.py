@@ -27,6 +27,7 @@ from magbench.reports import fmt
 from magbench.reports.errors import IncompatibleRunsError, NoSharedSamplesError, ReportError, UnknownMetricError
 from magbench.reports.runs import Run, higher_is_better, load_runs, merged_key_info
 from magbench.reports.stats import N_RESAMPLES, SEED, paired_bootstrap_ci
+from magbench.reports.verdict import ties
 from magbench.store import RunDir
 
 
@@ -112,13 +113,44 @@ def compare(
         diff, low, high = paired_bootstrap_ci(xa, xb, n_resamples, seed=seed)
         hib = higher_is_better(k, info)
         better, verdict = _verdict(k, diff, low, high, hib, len(pairs))
+        if pairs and all(ties(x, y) for x, y in pairs):
+            better, verdict = None, f"A and B score exactly the same on {k} on all {len(pairs)} shared samples (an exact tie)"
         out.diffs.append(MetricDiff(
             key=k, n=len(pairs),
             mean_a=sum(xa) / len(xa) if xa else math.nan,
             mean_b=sum(xb) / len(xb) if xb else math.nan,
             diff=diff, ci_low=low, ci_high=high, higher_is_better=hib, verdict=verdict, better=better,
         ))
+    out.notes += _validity_notes(out, ok_a, ok_b)
     return out
+
+
+def _validity_notes(c: Comparison, ok_a: dict[str, Any], ok_b: dict[str, Any]) -> list[str]:
+    """Where a verdict on the paper's best match should not be taken at face value: a run whose
+    matching reuses a few frames (low coverage), or the order-preserving best match disagreeing
+    (magbench.reports.verdict)."""
+    from magbench.reports.verdict import BESTMATCH_PREFIX, COVERAGE_KEY, COVERAGE_MIN, ORDERED_PREFIX
+
+    notes = []
+    by_key = {d.key: d for d in c.diffs}
+    for label, run, ok in (("A", c.run_a, ok_a), ("B", c.run_b, ok_b)):
+        cov = [v for v in (_value(ok[s], COVERAGE_KEY) for s in c.shared) if v is not None]
+        if cov and sum(cov) / len(cov) < COVERAGE_MIN:
+            notes.append(
+                f"{label} ({run.method})'s best match covers only {fmt.num(sum(cov) / len(cov))} of the ground-truth target "
+                f"frames (below {COVERAGE_MIN:g}): a frozen or looping video; its verdicts on the paper's best match cannot be trusted"
+            )
+    for d in c.diffs:
+        if not d.key.startswith(BESTMATCH_PREFIX) or d.key.startswith(ORDERED_PREFIX) or d.better is None:
+            continue
+        od = by_key.get(ORDERED_PREFIX + d.key[len(BESTMATCH_PREFIX):])
+        if od is not None and od.better != d.better:
+            says = f"{od.better} is better" if od.better else "no significant difference"
+            notes.append(
+                f"the verdict on {d.key} ({d.better} is better) is not confirmed by the order-preserving best match "
+                f"({od.key}: {says}): the paper's best match rewards frames in any order and as often as they like"
+            )
+    return notes
 
 
 def _coverage_notes(a: Run, b: Run, shared: list[str]) -> list[str]:

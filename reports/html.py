@@ -27,11 +27,13 @@ from markupsafe import Markup
 import magbench
 from magbench.record import SampleRecord
 from magbench.reports import fmt, plots
-from magbench.reports.leaderboard import Group, Leaderboard, build
+from magbench.reports import memory as memory_report
+from magbench.reports.leaderboard import Group, Leaderboard, build, entry_of
 from magbench.reports.paper import html_context as paper_section
 from magbench.reports.previews import PreviewError, load_preview, png_uri, side_by_side_gif_uri
 from magbench.reports.runs import Run, higher_is_better
 from magbench.reports.stats import N_RESAMPLES, SEED
+from magbench.reports.verdict import Entry, Verdict, bound_of, row_tag, tied_pairs, verdict
 from magbench.store import atomic_write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -74,20 +76,13 @@ def render(lb: Leaderboard, title: str = "MAG-Bench report", max_samples: int = 
     for comparison in dict.fromkeys(g.comparison for g in lb.groups):
         rows = [i for i, g in enumerate(lb.groups) if g.comparison == comparison]
         sections.append(_section(lb, rows, len(sections), max_samples, warnings))
-    random = {r.run_id: r.random_weight_metrics() for r in lb.runs if r.random_weight_metrics()}
-    if random:
-        names = sorted({m for ms in random.values() for m in ms})
-        warnings.append(
-            f"{', '.join(names)} computed with random backbone weights (a test setting) in "
-            f"run{'s' if len(random) > 1 else ''} {', '.join(random)}: such values only compare runs made "
-            "the same way, never published numbers."
-        )
+    # What was skipped, random weights, how the ranking metric was chosen: lb.notes, shown at the top.
     page = env.get_template("report.html.j2").render(
         title=title,
         generated_at=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         version=magbench.__version__,
         n_runs=len(lb.runs),
-        primary=lb.primary,
+        primary=" / ".join(dict.fromkeys(s["primary"] for s in sections if s["primary"])) or None,
         notes=lb.notes,
         warnings=warnings,
         sections=sections,
@@ -107,6 +102,11 @@ class _Row:
     group: Group
     values: dict[str, Any]
 
+    @property
+    def tag(self) -> str:
+        """The tag beside the row's name (never contradicting its cells' floor/ceiling tags)."""
+        return row_tag(self.kind, self.group.first.manifest.get("method") or {})
+
 
 def _label(values: dict[str, Any]) -> str:
     cfg = values["method_config"]
@@ -117,7 +117,10 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
     rows = [_Row(_label(lb.frame.iloc[i].to_dict()), lb.groups[i].first.kind, lb.groups[i], lb.frame.iloc[i].to_dict()) for i in idx]
     styles = plots.styles_for([(r.label, r.kind) for r in rows])
     keys = [k for k in lb.metric_keys if any(not fmt.is_missing(r.values.get(f"{k}_mean")) for r in rows)]
-    primary = lb.primary if lb.primary in keys else (keys[0] if keys else None)
+    primary = lb.primaries.get(rows[0].group.comparison) if lb.primaries else (lb.primary if lb.primary in keys else None)
+    task = str(lb.frame.iloc[idx[0]].to_dict().get("task") or "magbench-replay")
+    if task in memory_report.MEMORY_TASKS and memory_report.PRIMARY in keys:
+        primary = memory_report.PRIMARY  # the replay's primary (LPIPS) is not what these tasks rank by
     if primary:
         keys.remove(primary)
         keys.insert(0, primary)
@@ -138,7 +141,7 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
         "dataset_revision": rows[0].values["dataset_revision"],
         "protocol": protocol,
         "primary": primary,
-        "summary": _summary(rows, primary, info),
+        "summary": _summary(rows, primary, info, lb.verdicts.get(rows[0].group.comparison)),
         "tables": _tables(rows, keys, primary, info),
         "bars": [
             {"key": k, "uri": plots.bar_chart([r.label for r in rows], [r.values[f"{k}_mean"] for r in rows],
@@ -147,7 +150,10 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
             for k in keys
         ],
         "scatter": _scatter(rows, keys, info, styles),
-        "retention": _retention(rows, primary, info, styles),
+        # The memory tasks' curves are by block age, not by frames since a switch (reports/memory.py).
+        "retention": [] if task in memory_report.MEMORY_TASKS else _retention(rows, primary, info, styles),
+        "memory": memory_report.section(task, [(r.label, r.kind, r.group.ok_records) for r in rows])
+        if task in memory_report.MEMORY_TASKS else None,
         "kv": plots.kv_chart(
             {r.label: [((rec.memory.frames_per_block if rec.memory else []), (rec.memory.kv_bytes_per_block if rec.memory else []))
                        for rec in r.group.ok_records] for r in rows},
@@ -159,14 +165,8 @@ def _section(lb: Leaderboard, idx: list[int], n: int, max_samples: int, warnings
 
 
 def _bound(row: _Row, key: str) -> str | None:
-    """"floor"/"ceiling" where the row's sanity method bounds ``key`` (its manifest's ``bounds``,
-    fnmatch patterns); runs recorded before bounds existed bound every key by their kind."""
-    if row.kind == "method":
-        return None
-    method = row.group.first.manifest.get("method") or {}
-    if "bounds" not in method:
-        return row.kind if row.kind in ("floor", "ceiling") else None
-    return next((b for pat, b in (method.get("bounds") or {}).items() if fnmatch.fnmatchcase(key, pat)), None)
+    """"floor"/"ceiling" where the row's sanity method bounds ``key`` (magbench.reports.verdict)."""
+    return bound_of(row.group.first.manifest.get("method") or {}, row.kind, key)
 
 
 # The paper's best match beside the scores a frozen or shuffled video cannot flatter.
@@ -192,7 +192,7 @@ def _validity(rows: list[_Row], info: dict[str, Any]) -> dict[str, Any] | None:
     for r in rows:
         cells = [{"text": fmt.ci_parts(r.values.get(f"{k}_mean"), r.values.get(f"{k}_ci_low"), r.values.get(f"{k}_ci_high"))[0],
                   "bound": _bound(r, k)} for k, _ in cols]
-        table.append({"label": r.label, "kind": r.kind, "cells": cells})
+        table.append({"label": r.label, "kind": r.kind, "tag": r.tag, "cells": cells})
     flattered = []
     paper, ordered = "bestmatch_lpips", "bestmatch_ordered_lpips"
     for a in rows:
@@ -206,19 +206,32 @@ def _validity(rows: list[_Row], info: dict[str, Any]) -> dict[str, Any] | None:
                     f"The paper's best match ranks {a.label} above {b.label} (LPIPS {fmt.num(pa)} vs {fmt.num(pb)}); "
                     f"the order-preserving best match ranks it below ({fmt.num(oa)} vs {fmt.num(ob)})."
                 )
+    entries = [_entry(r) for r in rows]
+    for a, b in tied_pairs(entries, paper):
+        if fmt.is_missing(a.values.get(f"{ordered}_mean")) or fmt.is_missing(b.values.get(f"{ordered}_mean")) or a.mean(ordered) != b.mean(ordered):
+            flattered.append(
+                f"{a.label} and {b.label} tie exactly on the paper's best match (LPIPS {fmt.num(a.mean(paper))}); "
+                f"the order-preserving best match tells them apart ({fmt.num(a.mean(ordered))} vs {fmt.num(b.mean(ordered))})."
+            )
     return {"columns": [t for _, t in cols], "rows": table, "flattered": flattered[:MAX_FLATTERED],
             "more": max(0, len(flattered) - MAX_FLATTERED)}
 
 
-def _summary(rows: list[_Row], primary: str | None, info: dict[str, Any]) -> dict[str, Any]:
-    """Who remembers best, in words, with the sanity methods as the yardstick."""
-    out: dict[str, Any] = {"lines": [], "alerts": [], "best": None}
+def _entry(row: _Row) -> Entry:
+    return entry_of(row.group, row.values)
+
+
+def _summary(rows: list[_Row], primary: str | None, info: dict[str, Any], v: Verdict | None = None) -> dict[str, Any]:
+    """Who remembers best, in words, with the sanity methods as the yardstick; withheld or
+    qualified where a validity check fires for the would-be winner (magbench.reports.verdict)."""
+    out: dict[str, Any] = {"lines": [], "alerts": [], "best": None, "withheld": None}
     if not primary:
         out["lines"].append("No metric values: nothing to rank.")
         return out
     hib = higher_is_better(primary, info)
-    scored = [r for r in rows if not fmt.is_missing(r.values[f"{primary}_mean"])]
-    if not scored:
+    by_label = {r.label: r for r in rows}
+    v = v or verdict([_entry(r) for r in rows], primary, info)
+    if v.best is None:
         out["lines"].append(f"No run has a value for {primary}.")
         return out
 
@@ -229,19 +242,33 @@ def _summary(rows: list[_Row], primary: str | None, info: dict[str, Any]) -> dic
         x, y = a.values[f"{primary}_mean"], b.values[f"{primary}_mean"]
         return x > y if hib else x < y
 
+    def tag(r: _Row) -> str:
+        return _bound(r, primary) or r.tag
+
+    pool = [by_label[e.label] for e in v.pool]
+    best = pool[0]
+    scored = [r for r in rows if not fmt.is_missing(r.values[f"{primary}_mean"])]
     contenders = [r for r in scored if r.kind == "method"]
     floors = [r for r in scored if _bound(r, primary) == "floor"]
     ceilings = [r for r in scored if _bound(r, primary) == "ceiling"]
-    pool = contenders or floors or ceilings or scored
-    best = pool[0]  # rows arrive sorted by the primary metric
-    out["best"] = {"label": best.label, "kind": best.kind, "value": ci(best)}
-    what = "method" if contenders else ("sanity floor" if floors else ("ceiling" if ceilings else "sanity method"))
-    out["lines"].append(f"{best.label} remembers best of the {len(pool)} {what}{'s' if len(pool) != 1 else ''} on {primary} ({plots.direction(hib) or 'direction unknown'}): {ci(best)}.")
-    if len(pool) > 1:
+    plural = "s" if len(pool) != 1 else ""
+    if v.withheld:
+        out["withheld"] = {"label": best.label, "value": ci(best)}
+        out["lines"].append(
+            f"No verdict on {primary}: {best.label} would rank first of the {len(pool)} {v.what}{plural} ({ci(best)}), but "
+            + "; ".join(c.text for c in v.checks if c.withholds) + "."
+        )
+    else:
+        out["best"] = {"label": best.label, "kind": tag(best), "value": ci(best)}
+        out["lines"].append(f"{best.label} remembers best of the {len(pool)} {v.what}{plural} on {primary} ({plots.direction(hib) or 'direction unknown'}): {ci(best)}.")
+    for c in v.checks:
+        if not c.withholds:
+            out["alerts"].append(f"Qualified ({c.kind}): {c.text}.")
+    if len(pool) > 1 and not v.withheld:
         second = pool[1]
         lo_b, hi_b = best.values[f"{primary}_ci_low"], best.values[f"{primary}_ci_high"]
         lo_s, hi_s = second.values[f"{primary}_ci_low"], second.values[f"{primary}_ci_high"]
-        if any(fmt.is_missing(v) for v in (lo_b, hi_b, lo_s, hi_s)):
+        if any(fmt.is_missing(x) for x in (lo_b, hi_b, lo_s, hi_s)):
             out["lines"].append(f"Runner-up: {second.label} at {ci(second)}.")
         elif hi_b < lo_s or hi_s < lo_b:
             out["lines"].append(f"Its 95% interval is clear of the runner-up, {second.label} ({ci(second)}).")
@@ -252,7 +279,7 @@ def _summary(rows: list[_Row], primary: str | None, info: dict[str, Any]) -> dic
             )
     if not contenders:
         out["lines"].append("Only sanity methods are in this comparison: add a method run to rank it against them.")
-    ref = [f"{r.label} ({r.kind}) {fmt.num(r.values[f'{primary}_mean'])}" for r in floors + ceilings if r is not best]
+    ref = [f"{r.label} ({_bound(r, primary)} of {primary}) {fmt.num(r.values[f'{primary}_mean'])}" for r in floors + ceilings if r is not best]
     if ref:
         out["lines"].append("Reference points: " + "; ".join(ref) + ".")
     if contenders and floors:
@@ -262,18 +289,19 @@ def _summary(rows: list[_Row], primary: str | None, info: dict[str, Any]) -> dic
                 out["alerts"].append(f"{r.label} does not beat the floor {top_floor.label} on {primary}.")
     target = (info.get(primary) or {}).get("best")
     for r in ceilings:
-        v = r.values[f"{primary}_mean"]
-        if target is not None and abs(v - float(target)) > 1e-3 * max(1.0, abs(float(target))):
+        val = r.values[f"{primary}_mean"]
+        if target is not None and abs(val - float(target)) > 1e-3 * max(1.0, abs(float(target))):
             out["alerts"].append(
-                f"The ceiling {r.label} scores {fmt.num(v)} on {primary}, not its best value {fmt.num(target)}: check the metric."
+                f"The ceiling {r.label} scores {fmt.num(val)} on {primary}, not its best value {fmt.num(target)}: check the metric."
             )
     return out
 
 
 EFFICIENCY = [
     # (title, column, first click, formatter, hint)
-    ("FPS", "fps_mean", "desc", fmt.num, "generated frames per second, mean over samples (95% CI)"),
-    ("e2e FPS", "e2e_fps_mean", "desc", fmt.num, "target frames per second of all method time: reset + memorize + generate + memory accounting"),
+    # End-to-end first: a method that does its work in memorize() cannot flatter it.
+    ("e2e FPS", "e2e_fps_mean", "desc", fmt.num, "end-to-end: target frames per second of all the method's time (reset + memorize + generate + memory accounting), mean over samples (95% CI)"),
+    ("gen FPS", "fps_mean", "desc", fmt.num, "generation: target frames per second of generate() alone, mean over samples (95% CI)"),
     ("first block", "first_block_s_mean", "asc", fmt.seconds, "time to the first generated block, mean"),
     ("block p50", "block_p50_s", "asc", fmt.seconds, "median latency of a block, over all blocks"),
     ("block p95", "block_p95_s", "asc", fmt.seconds, "95th percentile latency of a block"),
@@ -326,10 +354,11 @@ def _tables(rows: list[_Row], keys: list[str], primary: str | None, info: dict[s
                            bound=_bound(r, k)))
         e = list(cells)
         for _, col, _, f, _ in EFFICIENCY:
-            interval = fmt.ci_parts(v["fps_mean"], v["fps_ci_low"], v["fps_ci_high"])[1] if col == "fps_mean" else None
+            stem = col[: -len("_mean")]
+            interval = fmt.ci_parts(v[col], v[f"{stem}_ci_low"], v[f"{stem}_ci_high"])[1] if col in ("fps_mean", "e2e_fps_mean") else None
             e.append(_cell(f(v[col]), _sortable(v[col]), ci=interval))
-        q_rows.append({"kind": r.kind, "label": r.label, "cells": q})
-        e_rows.append({"kind": r.kind, "label": r.label, "cells": e})
+        q_rows.append({"kind": r.kind, "tag": r.tag, "label": r.label, "cells": q})
+        e_rows.append({"kind": r.kind, "tag": r.tag, "label": r.label, "cells": e})
     return [
         {"id": "quality", "title": "Leaderboard", "columns": quality, "rows": q_rows,
          "hint": "Click a column header to sort (best first, click again to reverse). Each metric cell: mean over "
@@ -365,12 +394,15 @@ def _scatter(rows: list[_Row], keys: list[str], info: dict[str, Any], styles: di
     use_vram = any(not fmt.is_missing(v) for v in vram)
     sizes = vram if use_vram else [r.values["peak_rss_bytes"] for r in rows]
     size_label = "peak VRAM" if use_vram else "peak host RSS (no device memory recorded)"
+    # End-to-end FPS (what a user waits for); runs recorded before it existed have generation FPS only.
+    e2e = any(not fmt.is_missing(r.values.get("e2e_fps_mean")) for r in rows)
+    speed_col, speed_label = ("e2e_fps_mean", "end-to-end FPS") if e2e else ("fps_mean", "generation FPS")
     uri = plots.speed_quality(
-        [r.label for r in rows], [r.values["fps_mean"] for r in rows],
+        [r.label for r in rows], [r.values[speed_col] for r in rows],
         [(r.values[f"{key}_mean"], r.values[f"{key}_ci_low"], r.values[f"{key}_ci_high"]) for r in rows],
-        sizes, size_label, key, higher_is_better(key, info), styles,
+        sizes, size_label, key, higher_is_better(key, info), styles, speed_label,
     )
-    return None if uri is None else {"uri": uri, "key": key, "size_label": size_label}
+    return None if uri is None else {"uri": uri, "key": key, "size_label": size_label, "speed_label": speed_label}
 
 
 def _retention(rows: list[_Row], primary: str | None, info: dict[str, Any], styles: dict[str, plots.Style]) -> list[dict[str, str]]:
@@ -412,7 +444,7 @@ def _samples(rows: list[_Row], primary: str | None, max_samples: int, warnings: 
             if rec is None:
                 continue
             caption = caption or str(rec.caption or "")
-            entry: dict[str, Any] = {"label": r.label, "kind": r.kind, "error": None, "frames": [], "gif": None, "own_gt": None}
+            entry: dict[str, Any] = {"label": r.label, "kind": r.kind, "tag": r.tag, "error": None, "frames": [], "gif": None, "own_gt": None}
             if not rec.ok:
                 entry["error"] = str(rec.error or "failed")
                 methods.append(entry)

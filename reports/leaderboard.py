@@ -5,8 +5,13 @@ that differ in dataset (id or revision) or protocol (any setting, the memory sou
 separate rows and are **never averaged together**. Within one dataset and protocol, every row is
 scored on the samples all its ranked rows finished (``n_common``), never on its own easier subset.
 Rows are sorted by dataset, then protocol, then the primary metric, best first (NaN last; on a
-tie, a row without failures first). Notes in ``df.attrs["notes"]`` say when more than one
-dataset/protocol is present and when rows were cut to their common samples.
+tie, a row without failures first). The primary metric is ``--primary`` where given, else the
+first of ``magbench.reports.runs.PRIMARY_PREFERENCE`` (the paper's best-match LPIPS, then
+frame-aligned LPIPS, PSNR, SSIM, ...) that has values in that dataset/protocol: a column without a
+single value is never ranked by. Notes in ``df.attrs["notes"]`` say which metric ranks and why,
+what was skipped (metrics without weights, random metric or method weights), when more than one
+dataset/protocol is present, when rows were cut to their common samples, and when a validity check
+fires for the top row (``magbench.reports.verdict``).
 
 Columns (stable; names only ever get added):
 
@@ -68,7 +73,8 @@ Columns (stable; names only ever get added):
                             only: rows with different failures are not comparable on it
 ==========================  ==========================================================================
 
-``df.attrs`` carries ``primary`` (the sort key), ``key_info`` (``higher_is_better``/``best`` per
+``df.attrs`` carries ``primary`` (the sort key; ``primaries`` the one of each
+"dataset / protocol"), ``key_info`` (``higher_is_better``/``best`` per
 key, from the manifests), ``metric_keys``, ``notes`` and ``problems`` (damaged lines as
 "file:line: reason").
 """
@@ -88,6 +94,7 @@ from magbench.reports.errors import UnknownMetricError
 from magbench.errors import MagbenchError
 from magbench.record import MemoryUsage, SampleRecord, Timing
 from magbench.reports.runs import (
+    PRIMARY_PREFERENCE,
     Run,
     choose_primary,
     fatal_line,
@@ -99,6 +106,7 @@ from magbench.reports.runs import (
     stopped_without_manifest,
 )
 from magbench.reports.stats import N_RESAMPLES, SEED, bootstrap_ci, clean
+from magbench.reports.verdict import Entry, Verdict, verdict
 from magbench.store import atomic_write_text
 
 if TYPE_CHECKING:
@@ -209,6 +217,19 @@ class Leaderboard:
     metric_keys: list[str]
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Per (dataset, protocol label): the metric its rows are ranked by, and what may be said of its top row.
+    primaries: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    verdicts: dict[tuple[str, str], Verdict] = field(default_factory=dict)
+
+    def entries(self, comparison: tuple[str, str]) -> list[Entry]:
+        """The rows of one dataset/protocol, in rank order, as :mod:`magbench.reports.verdict` sees them."""
+        return [entry_of(g, self.frame.iloc[i].to_dict()) for i, g in enumerate(self.groups) if g.comparison == comparison]
+
+
+def entry_of(group: Group, values: dict[str, Any]) -> Entry:
+    """A leaderboard row (``values``) of ``group`` as :mod:`magbench.reports.verdict` sees it."""
+    return Entry(_name(group), group.first.kind, values, group.first.manifest.get("method") or {},
+                 random_weights=group.first.random_method_weights)
 
 
 def group_runs(runs: Sequence[Run]) -> list[Group]:
@@ -244,17 +265,27 @@ def build(
         raise UnknownMetricError(
             f"--primary {primary!r}: no loaded run reports it; choose one of {', '.join(keys) or '(none)'}"
         )
-    primary = choose_primary(keys, primary)
     groups = group_runs(runs)
     cut = set_common_samples(groups)
     rows = [_row(g, keys, n_resamples, seed) for g in groups]
     frame = pd.DataFrame(rows, columns=_columns(keys))
-    order = _sort_order(frame, primary, info)
+    valued = _keys_with_values(frame, keys)
+    if primary is not None and primary not in valued:
+        raise UnknownMetricError(
+            f"--primary {primary!r}: no run has a value for it (its metric was skipped or failed); "
+            f"choose one of {', '.join(k for k in keys if k in valued) or '(none)'}"
+        )
+    comparisons = list(dict.fromkeys(g.comparison for g in groups))
+    primaries: dict[tuple[str, str], str | None] = {}
+    for c in comparisons:
+        here = _keys_with_values(frame[[g.comparison == c for g in groups]], keys)
+        primaries[c] = primary if primary in here else choose_primary(keys, None, here)
+    overall = primary or choose_primary(keys, None, valued)
+    order = _sort_order(frame, [primaries[g.comparison] for g in groups], info)
     frame = frame.iloc[order].reset_index(drop=True)
     groups = [groups[i] for i in order]
 
-    notes: list[str] = []
-    comparisons = list(dict.fromkeys(g.comparison for g in groups))
+    notes: list[str] = _ranking_notes(comparisons, primaries, primary, keys, valued) + _skipped_notes(runs, keys, valued)
     if len(comparisons) > 1:
         listed = "; ".join(f"{d} / {p}" for d, p in comparisons)
         notes.append(
@@ -292,9 +323,89 @@ def build(
     for folder, fatal in stopped:
         notes.append(f"{folder} stopped before writing its manifest: {fatal_line(fatal)}")
     problems = [str(p) for run in runs for p in run.problems]
-    lb = Leaderboard(frame, groups, runs, primary, info, keys, notes, problems)
-    frame.attrs.update(primary=primary, key_info=info, metric_keys=keys, notes=notes, problems=problems)
+    lb = Leaderboard(frame, groups, runs, overall, info, keys, notes, problems, primaries)
+    for c in comparisons:
+        if primaries[c] is None:
+            continue
+        v = lb.verdicts[c] = verdict(lb.entries(c), primaries[c], info)
+        if v.best is not None and v.checks:
+            where = f"{c[0]} / {c[1]}: " if len(comparisons) > 1 else ""
+            notes.append(
+                f"{where}{v.best.label} ranks first of the {v.what}s on {v.primary}"
+                + (", but no verdict: " if v.withheld else ", but ") + "; ".join(ch.text for ch in v.checks) + "."
+            )
+    frame.attrs.update(primary=overall, primaries={f"{d} / {p}": k for (d, p), k in primaries.items()},
+                       key_info=info, metric_keys=keys, notes=notes, problems=problems)
     return lb
+
+
+def _keys_with_values(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """The metric keys with at least one value (a mean) among ``frame``'s rows."""
+    return [k for k in keys if f"{k}_mean" in frame and frame[f"{k}_mean"].notna().any()]
+
+
+def _ranking_notes(comparisons, primaries, requested, keys, valued) -> list[str]:
+    """Which metric ranks each comparison, where it is not the paper's best-match LPIPS."""
+    notes = []
+    for c in comparisons:
+        k = primaries[c]
+        where = f"{c[0]} / {c[1]}: " if len(comparisons) > 1 else ""
+        if k is None:
+            notes.append(f"{where}no metric has a value: the rows are not ranked.")
+        elif k != requested and k != PRIMARY_PREFERENCE[0]:
+            before = PRIMARY_PREFERENCE[: PRIMARY_PREFERENCE.index(k)] if k in PRIMARY_PREFERENCE else PRIMARY_PREFERENCE
+            notes.append(
+                f"{where}{'r' if where else 'R'}anked by {k}, the first with values of {', '.join(PRIMARY_PREFERENCE)}"
+                f" ({_join(before)} {'has' if len(before) == 1 else 'have'} none here; --primary picks another)."
+            )
+    return notes
+
+
+def _skipped_notes(runs: Sequence[Run], keys: Sequence[str], valued: Sequence[str]) -> list[str]:
+    """What the runs did not measure: skipped metrics (and why), values without a single number,
+    random metric weights and random method weights."""
+    notes = []
+    # why -> metric -> (ran in part, run ids)
+    by_reason: dict[str, dict[str, tuple[bool, list[str]]]] = {}
+    for run in runs:
+        ran = set(map(str, run.manifest.get("metrics") or []))
+        for name, why in run.skipped_metrics().items():
+            entry = by_reason.setdefault(why.split(" (ran without them")[0], {}).setdefault(name, (name in ran, []))
+            entry[1].append(run.run_id)
+    for why, items in by_reason.items():
+        run_ids = sorted({r for _, ids in items.values() for r in ids})
+        skipped = [n for n, (part, _) in items.items() if not part]
+        partial = [n for n, (part, _) in items.items() if part]
+        parts = ([f"{_join(skipped)} skipped"] if skipped else []) + (
+            [f"{_join(partial)} ran without {'its' if len(partial) == 1 else 'their'} weights (only the values that need none)"] if partial else [])
+        notes.append(f"Not measured in {_runs_text(run_ids, len(runs))}: {', and '.join(parts)}; {why}.")
+    empty = [k for k in keys if k not in valued]
+    if empty:
+        notes.append(f"No values for {_join(empty)}: left out of the tables and the ranking.")
+    random = {r.run_id: r.random_weight_metrics() for r in runs if r.random_weight_metrics()}
+    if random:
+        names = sorted({m for ms in random.values() for m in ms})
+        notes.append(f"{', '.join(names)} computed with random backbone weights (a test setting) in {_runs_text(sorted(random), len(runs))}: "
+                     "such values only compare runs made the same way, never published numbers.")
+    untimed = [r for r in runs if any(rec.timing is not None and not rec.timing.measured for rec in r.records)]
+    if untimed:
+        notes.append(f"Not timed: {_join(sorted({r.run_id for r in untimed}))} scored videos made elsewhere "
+                     "(--method videos:DIR), so they have no speed or memory figures.")
+    smoke = sorted({r.method for r in runs if r.random_method_weights})
+    if smoke:
+        notes.append(f"{', '.join(smoke)} ran with random weights (random_weights=true): a smoke test of the pipeline, not a result.")
+    return notes
+
+
+def _join(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _runs_text(run_ids: Sequence[str], total: int) -> str:
+    if len(run_ids) == total and total > 1:
+        return f"all {total} runs"
+    return ("run " if len(run_ids) == 1 else "runs ") + ", ".join(run_ids)
 
 
 def set_common_samples(groups: Sequence[Group]) -> dict[tuple[str, ...], int]:
@@ -446,12 +557,14 @@ def _max(values: list[Any]) -> float:
     return float(x.max()) if x.size else math.nan
 
 
-def _sort_order(frame: pd.DataFrame, primary: str | None, info: dict[str, dict[str, Any]]) -> list[int]:
-    col = f"{primary}_mean" if primary else None
-    hib = higher_is_better(primary, info) if primary else None
+def _sort_order(frame: pd.DataFrame, primaries: Sequence[str | None], info: dict[str, dict[str, Any]]) -> list[int]:
+    """Row order: dataset, protocol, then each row's own comparison's primary metric."""
 
     def key(i: int) -> tuple:
         row = frame.iloc[i]
+        primary = primaries[i]
+        col = f"{primary}_mean" if primary else None
+        hib = higher_is_better(primary, info) if primary else None
         v = row[col] if col else math.nan
         missing = fmt.is_missing(v)
         score = 0.0 if missing else (-float(v) if hib else float(v))
@@ -468,7 +581,8 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
     from rich.table import Table
 
     derived = [c[: -len("_ci_low")] for c in df.columns if c.endswith("_ci_low") and c not in ("fps_ci_low", "e2e_fps_ci_low")]
-    available = list(df.attrs.get("metric_keys") or derived)
+    # Only keys with a value: a column of dashes says nothing (the notes say what was skipped).
+    available = _keys_with_values(df, list(df.attrs.get("metric_keys") or derived))
     primary = df.attrs.get("primary")
     if metrics:
         keys = list(metrics)
@@ -481,8 +595,13 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
     # The memory source decides what a row measures (history vs GT context): always visible when set.
     sources = set(df["memory_source"]) if "memory_source" in df else {"generated"}
     show_source = sources != {"generated"}
-    table = Table(title="MAG-Bench leaderboard",
-                  caption="mean [95% bootstrap CI] over the samples every ranked method finished (n); ↑ higher / ↓ lower is better",
+    ranked = sorted({k for k in (df.attrs.get("primaries") or {}).values() if k}) or ([primary] if primary else [])
+    # End-to-end FPS first: work moved out of generate() cannot flatter it. No speed columns where
+    # nothing was timed (scored videos, `--method videos:DIR`).
+    timed = bool(df["e2e_fps_mean"].notna().any() or df["fps_mean"].notna().any()) if len(df) else False
+    table = Table(title="MAG-Bench leaderboard" + (f", ranked by {' / '.join(ranked)}" if ranked else ""),
+                  caption="mean [95% bootstrap CI] over the samples every ranked method finished (n); ↑ higher / ↓ lower is better"
+                          + ("; e2e FPS: target frames / all of the method's time, gen FPS: / its generate() time" if timed else ""),
                   box=box.SIMPLE_HEAD, pad_edge=False)
     longest = max([len(str(m)) for m in df["method"]] + [6])
     table.add_column("method", overflow="fold", min_width=min(longest, 24))
@@ -495,7 +614,8 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
         arrow = {True: " ↑", False: " ↓"}.get(higher_is_better(k, info), "")
         table.add_column(("* " if k == primary else "") + k + arrow, justify="right", overflow="fold", min_width=9)
     vram = bool(df["peak_vram_bytes"].notna().any()) if len(df) else False  # CPU runs record none
-    for col in ("FPS", "e2e FPS", "p50 block", *(["peak VRAM"] if vram else []), "KV end"):
+    speed = ["e2e FPS", "gen FPS", "p50 block"] if timed else []
+    for col in (*speed, *(["peak VRAM"] if vram else []), "KV end"):
         table.add_column(col, justify="right", overflow="fold")
     for _, r in df.iterrows():
         name = escape(r["method"] + ("" if r["method_config"] == "default" else f" {r['method_config']}"))
@@ -517,7 +637,8 @@ def rich_table(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> "Table
         for k in keys:
             # The interval on its own line keeps columns narrow enough for a terminal.
             cells.append(fmt.ci(r.get(f"{k}_mean"), r.get(f"{k}_ci_low"), r.get(f"{k}_ci_high")).replace(" [", "\n[", 1))
-        cells += [fmt.num(r["fps_mean"]), fmt.num(r.get("e2e_fps_mean")), fmt.seconds(r["block_p50_s"]), *([fmt.nbytes(r["peak_vram_bytes"])] if vram else []),
-                  fmt.nbytes(r["kv_bytes_end_mean"])]
+        if timed:
+            cells += [fmt.num(r.get("e2e_fps_mean")), fmt.num(r["fps_mean"]), fmt.seconds(r["block_p50_s"])]
+        cells += [*([fmt.nbytes(r["peak_vram_bytes"])] if vram else []), fmt.nbytes(r["kv_bytes_end_mean"])]
         table.add_row(*cells, style="dim" if r["kind"] != "method" else None)
     return table

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from magbench.reports import fmt
 
@@ -133,8 +133,10 @@ def speed_quality(
     key: str,
     hib: bool | None,
     styles: dict[str, Style],
+    speed_label: str = "end-to-end FPS",
 ) -> str | None:
-    """Quality (``key``, with CI) against FPS; marker area grows with ``sizes_bytes``."""
+    """Quality (``key``, with CI) against FPS (``speed_label`` says which); marker area grows
+    with ``sizes_bytes``."""
     pts = [(l, f, q, s) for l, f, q, s in zip(labels, fps, quality, sizes_bytes)
            if not (fmt.is_missing(f) or fmt.is_missing(q[0]))]
     if not pts:
@@ -155,14 +157,14 @@ def speed_quality(
     fs = [p[1] for p in pts]
     if min(fs) > 0 and max(fs) / min(fs) > 30:
         ax.set_xscale("log")
-    ax.set_xlabel("frames per second (→ faster)", fontsize=9)
+    ax.set_xlabel(f"{speed_label} (→ faster)", fontsize=9)
     ax.set_ylabel(f"{key} ({direction(hib)})" if hib is not None else key, fontsize=9)
     ax.margins(x=0.25, y=0.2)
     if min(p[2][0] for p in pts) >= 0:  # the margin may reach below zero: no negative labels then
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "" if v < 0 else f"{v:g}"))
     if hib is False:
         ax.invert_yaxis()  # better is up in both directions of the chart
-    ax.set_title(f"{key} vs FPS (marker area: {size_label.split(' (')[0]})", fontsize=10, loc="left", color=TEXT, pad=12)
+    ax.set_title(f"{key} vs {speed_label} (marker area: {size_label.split(' (')[0]})", fontsize=10, loc="left", color=TEXT, pad=12)
     _style_axes(ax)
     fig.tight_layout()
     return to_data_uri(fig)
@@ -292,6 +294,51 @@ def kv_chart(series: dict[str, list[tuple[Sequence[float], Sequence[float]]]], s
     ax.set_ylim(bottom=0)
     ax.set_title("Memory footprint vs generated length", fontsize=10, loc="left", color=TEXT)
     _legend_below(ax, len(series))
+    _style_axes(ax)
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+@dataclass
+class RatePoint:
+    """One row of a rate-distortion chart: memory bytes per memorised frame against a score."""
+
+    label: str
+    bytes_per_frame: float
+    mean: float
+    low: float | None = None  # 95% interval of ``mean``, where known
+    high: float | None = None
+
+
+def rate_distortion(points: Sequence[RatePoint], key: str, hib: bool | None, styles: dict[str, Style], title: str) -> str | None:
+    """Score (``key``, with its interval) against memory bytes per memorised frame, log x: what a
+    memory gives back for what it holds."""
+    pts = [p for p in points if not (fmt.is_missing(p.bytes_per_frame) or fmt.is_missing(p.mean)) and p.bytes_per_frame > 0]
+    if not pts:
+        return None
+    fig = _figure(6.2, 3.8)
+    ax = fig.add_subplot()
+    for p in pts:
+        st = styles[p.label]
+        ax.scatter([p.bytes_per_frame], [p.mean], s=70, color=st.color, alpha=0.85, edgecolors="white", linewidths=1.2, zorder=3,
+                   marker="o" if st.kind == "method" else ("s" if st.kind == "floor" else "D"))
+        if not (fmt.is_missing(p.low) or fmt.is_missing(p.high)):
+            ax.errorbar([p.bytes_per_frame], [p.mean], yerr=[[max(p.mean - p.low, 0)], [max(p.high - p.mean, 0)]], fmt="none",
+                        ecolor=st.color, elinewidth=1, capsize=2, zorder=2)
+        ax.scatter([], [], s=40, color=st.color, marker="o" if st.kind == "method" else ("s" if st.kind == "floor" else "D"), label=p.label)
+        ax.annotate(f"{fmt.nbytes(p.bytes_per_frame)}/frame", (p.bytes_per_frame, p.mean), xytext=(8, 4),
+                    textcoords="offset points", fontsize=7.5, color=TEXT)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt.nbytes(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("memory bytes per memorised frame (log)", fontsize=9)
+    ax.set_ylabel(f"{key} ({direction(hib)})" if hib is not None else key, fontsize=9)
+    ax.margins(x=0.3, y=0.2)
+    if hib is False:
+        ax.invert_yaxis()  # better is up
+    ax.set_title(title, fontsize=10, loc="left", color=TEXT, pad=12)
+    _legend_below(ax, len(pts))
     _style_axes(ax)
     fig.tight_layout()
     return to_data_uri(fig)

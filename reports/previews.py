@@ -99,7 +99,7 @@ def write_preview(
     import torch
 
     from magbench.data.video_io import resize_frames, to_uint8_frames
-    from magbench.store import safe_name
+    from magbench.store import safe_name, writing
 
     k = min(max_frames, target.shape[0])
     idx = np.unique(np.linspace(0, target.shape[0] - 1, k).round().astype(int))
@@ -114,8 +114,9 @@ def write_preview(
         arrays["bestmatch_target"] = small(target[torch.as_tensor(bestmatch_indices)])
     rel = Path("previews") / f"{safe_name(sample_id)}.npz"
     path = Path(run_path) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with writing(path, partial=tmp):  # a full disk leaves no temporary file behind
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
     return rel.as_posix()

@@ -16,8 +16,14 @@ from typing import Any, Iterable, Sequence
 from magbench.record import SampleRecord
 from magbench.store import FATAL, CorruptLine, RunDir, find_runs
 
-# The metrics a report prefers to rank by, best first (lower is better for all three).
-PRIMARY_PREFERENCE = ("bestmatch_lpips", "lpips")
+# The metrics a report ranks by when none is asked for: the first of these that has values in the
+# runs, else the first key that has values. The MAG paper's best-match LPIPS first, then the
+# frame-aligned scores (LPIPS, PSNR, SSIM: a frozen or shuffled video cannot flatter them), then
+# the order-preserving best match, then the scores against the corresponding context frame. A key
+# without a single value (its metric was skipped, e.g. for missing weights) is never ranked by.
+PRIMARY_PREFERENCE = (
+    "bestmatch_lpips", "lpips", "psnr", "ssim", "bestmatch_ordered_lpips", "corr_lpips", "corr_psnr", "corr_ssim",
+)
 # Protocol settings added after runs were already made, with the value those runs had in effect:
 # an old run reads as if it had recorded it, so it still pools with new runs of the same setting.
 PROTOCOL_DEFAULTS = {"memory_source": "generated"}
@@ -127,6 +133,17 @@ class Run:
             keys += [k for k in r.metrics if k not in keys]
         return keys
 
+    @property
+    def random_method_weights(self) -> bool:
+        """The method ran with random weights (``--opt random_weights=true``: a smoke test)."""
+        cfg = (self.manifest.get("method") or {}).get("config") or {}
+        return bool((cfg.get("options") or {}).get("random_weights"))
+
+    def skipped_metrics(self) -> dict[str, str]:
+        """Metrics of the run's set that did not run, or ran in part, with why (the manifest's
+        ``skipped_metrics``)."""
+        return {str(k): str(v) for k, v in (self.manifest.get("skipped_metrics") or {}).items()}
+
     def random_weight_metrics(self) -> list[str]:
         """Metrics computed with random backbone weights (a test setting: not publishable)."""
         out = []
@@ -220,14 +237,17 @@ def metric_keys(runs: Sequence[Run]) -> list[str]:
     return keys
 
 
-def choose_primary(keys: Sequence[str], requested: str | None = None) -> str | None:
-    """The ranking metric: ``requested`` if given, else best-match LPIPS, LPIPS, the first key."""
+def choose_primary(keys: Sequence[str], requested: str | None = None, with_values: Iterable[str] | None = None) -> str | None:
+    """The ranking metric: ``requested`` if given, else the first of :data:`PRIMARY_PREFERENCE`
+    among ``with_values`` (the keys that have a value; default: all ``keys``), else the first
+    key with a value; None when no key has one."""
     if requested:
         return requested
+    have = list(keys) if with_values is None else [k for k in keys if k in set(with_values)]
     for k in PRIMARY_PREFERENCE:
-        if k in keys:
+        if k in have:
             return k
-    return keys[0] if keys else None
+    return have[0] if have else None
 
 
 def higher_is_better(key: str, key_info: dict[str, dict[str, Any]]) -> bool | None:

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Finished / failed / pending samples per shard of a run (works while it runs)."""
-        from rich.console import Console
+        from magbench.console import Console
 
         from magbench.runners.status import render, run_status
 

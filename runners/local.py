@@ -11,7 +11,7 @@ from __future__ import annotations
 from magbench.harness import Harness, RunSummary
 from magbench.locking import run_lock
 from magbench.runners.sharding import ShardPlan, shard_samples
-from magbench.store import records_name
+from magbench.store import RunDir, records_name
 
 
 def prepare(harness: Harness, plan: ShardPlan) -> set[str]:
@@ -28,12 +28,17 @@ def run_shard(harness: Harness, rank: int, world_size: int, progress: bool = Fal
     return harness.run(samples=mine, records_file=records_name(rank, world_size), progress=progress)
 
 
-def run_whole(harness: Harness, progress: bool = True) -> RunSummary:
+def run_whole(harness: Harness, progress: bool = True, overwrite: bool = False) -> RunSummary:
     """``magbench run``: the whole run in this process, under the exclusive run lock. A run that
-    fails before its first record leaves no folder behind (the error is printed)."""
+    fails before its first record leaves no folder behind (the error is printed).
+
+    ``overwrite`` (``--overwrite``): first remove what the folder holds of an earlier run (under
+    the lock, after the harness checked every option), so the run starts afresh."""
     created = not harness.run_dir.path.exists()
     try:
         with run_lock(harness.run_dir.path):
+            if overwrite:
+                harness.run_dir.clear()
             prepare(harness, ShardPlan.build([s.sample_id for s in harness.selected_samples()], 1, "local"))
             return harness.run(progress=progress)
     except (KeyboardInterrupt, SystemExit):
@@ -42,6 +47,22 @@ def run_whole(harness: Harness, progress: bool = True) -> RunSummary:
         if created:
             harness.run_dir.discard_if_empty()
         raise
+
+
+def overwrite_before_launch(config, under_torchrun: bool) -> None:
+    """``--overwrite`` with scale-out options: clear the run folder once, in the launching
+    process, under the exclusive run lock, after the method's options were checked."""
+    from magbench.errors import MagbenchError
+    from magbench.harness import create_method
+
+    if under_torchrun:
+        raise MagbenchError(
+            "--overwrite under torchrun would clear the folder once per rank: "
+            "give it to `magbench run --gpus N` (or clear the folder) instead"
+        )
+    create_method(config.method, **config.method_options)  # a bad option must not cost the old results
+    with run_lock(config.run_path()):
+        RunDir(config.run_path()).clear()
 
 
 def run_one_shard(

@@ -108,11 +108,11 @@ def slurm_parameters(opts: SlurmOptions, job_name: str) -> dict[str, Any]:
 
 def plan_launch(config: RunConfig, shards: int) -> tuple[ShardPlan, set[str]]:
     """The plan and the ids already finished, without loading any model."""
-    from magbench.registry import METHODS
+    from magbench.harness import method_class
 
     if shards < 1:
         raise MagbenchError(f"--shards {shards}: must be at least 1")
-    METHODS.get(config.method)  # unknown names fail here, before anything is submitted
+    method_class(config.method)  # unknown names fail here, before anything is submitted
     select_metrics(config.metrics)
     scope = RunScope(config)
     plan = ShardPlan.build([s.sample_id for s in scope.selected_samples()], shards, "slurm")

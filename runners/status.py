@@ -40,6 +40,15 @@ class FileStatus:
 
 
 @dataclass
+class DamagedLine:
+    """A damaged line of a record file and whether its sample has been redone since."""
+
+    where: str  # "file:line: reason"
+    sample_id: str | None  # the sample the line names, if it still does
+    redone: bool  # the sample has a whole record (or, unnamed, every planned sample has one)
+
+
+@dataclass
 class RunStatus:
     run_dir: Path
     plan: dict[str, Any] | None
@@ -50,6 +59,7 @@ class RunStatus:
     failed: int
     pending: int | None  # None: no plan, so the list of samples is unknown
     fatal: dict[str, Any] | None = None  # why the last invocation stopped (RUN/fatal.json), if it did
+    damaged: list[DamagedLine] = field(default_factory=list)  # ``problems``, each with whether it was redone
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -95,7 +105,8 @@ def run_status(run: Path) -> RunStatus:
     fatal = read_fatal(rd.path, records)
     if plan is None:
         ok = sum(r.ok for r in records)
-        return RunStatus(rd.path, None, [], files, problems, ok, len(records) - ok, None, fatal)
+        return RunStatus(rd.path, None, [], files, problems, ok, len(records) - ok, None, fatal,
+                         _damaged(rd.problems, by_id, None))
     for rank, ids in enumerate(plan.shards):
         st = [by_id[i].status if i in by_id else None for i in ids]
         pending = [i for i, s in zip(ids, st) if s is None]
@@ -108,8 +119,20 @@ def run_status(run: Path) -> RunStatus:
     return RunStatus(
         rd.path, plan.to_dict() | {"shards": None}, shards, files, problems,
         ok=sum(s.ok for s in shards), failed=sum(s.failed for s in shards), pending=sum(s.pending for s in shards),
-        fatal=fatal,
+        fatal=fatal, damaged=_damaged(rd.problems, by_id, sum(s.pending for s in shards)),
     )
+
+
+def _damaged(problems, by_id: dict[str, Any], pending: int | None) -> list[DamagedLine]:
+    """Each damaged line, and whether its sample was redone since: the sample it names has a
+    whole record; or, where the line no longer names its sample, no planned sample is pending
+    (the harness redoes a sample whose line is damaged, so every sample then has its record)."""
+    out = []
+    for p in problems:
+        sid = p.sample_id
+        redone = sid in by_id if sid is not None else pending == 0
+        out.append(DamagedLine(str(p), sid, redone))
+    return out
 
 
 def render(status: RunStatus, console: Any) -> None:
@@ -141,8 +164,12 @@ def render(status: RunStatus, console: Any) -> None:
         console.print("record files of earlier launches (merged; their samples are not redone):")
         for f in others:
             console.print(f"  {f.name}: {f.records} records" + (" [running]" if f.running else ""), highlight=False)
-    for p in status.problems:
-        console.print(f"[yellow]damaged record, that sample will be redone:[/] {p}", highlight=False)
+    for d in status.damaged:
+        name = f" ({d.sample_id})" if d.sample_id else ""
+        if d.redone:
+            console.print(f"[dim]damaged record line{name}, redone since:[/] {escape(d.where)}", highlight=False)
+        else:
+            console.print(f"[yellow]damaged record line{name}, that sample will be redone:[/] {escape(d.where)}", highlight=False)
     if status.fatal:
         at = status.fatal.get("at")
         console.print(

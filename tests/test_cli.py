@@ -243,3 +243,27 @@ def test_metrics_all_names_every_metric_it_cannot_run_and_the_flag_to_skip_them(
     assert "leave them out with --metrics psnr" in err and "magbench download --metrics" in err
 
 
+
+
+def test_a_run_folder_of_another_configuration_is_refused_naming_overwrite_and_left_as_it_was(synth_dir, tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ("run", "-m", "hold-first", "-d", f"synthetic:{synth_dir}", "--out", out, "--device", "cpu", "-q", "--metrics", "psnr", "--limit", "1")
+    assert main(*base)[0] == 0
+    before = (out / "samples.jsonl").read_bytes()
+    code, _, err = main(*base, "--opt", "block=6", capsys=capsys)
+    assert code == 2 and "different configuration" in err and "--overwrite to replace it" in _flat(err)
+    assert (out / "samples.jsonl").read_bytes() == before
+
+
+def test_overwrite_replaces_a_run_folder_on_purpose_and_keeps_files_that_are_not_the_runs(synth_dir, tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ("run", "-m", "hold-first", "-d", f"synthetic:{synth_dir}", "--out", out, "--device", "cpu", "-q", "--metrics", "psnr")
+    assert main(*base, "--limit", "2", "--save-videos")[0] == 0
+    (out / "notes.txt").write_text("mine")
+    code, _, err = main(*base, "--limit", "1", "--opt", "block=6", "--overwrite", capsys=capsys)
+    assert code == 0, err
+    rd = RunDir(out)
+    assert rd.manifest()["config"]["method"]["options"]["block"] == 6
+    assert [r.sample_id for r in rd.records()] == ["synthetic_000_pan"]
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["synthetic_000_pan.npz"]
+    assert not (out / "videos").exists() and (out / "notes.txt").read_text() == "mine"

@@ -158,7 +158,16 @@ def test_manifest_of_a_tiny_mag_run_names_every_resolved_option_and_its_memory_b
     assert not hasattr(h.method, "generator"), "described from the options, nothing loaded"
 
     before = h.manifest()["fingerprint"]
-    monkeypatch.setitem(MagMethod.defaults, "slots", 20)  # a default changed in code
+    from dataclasses import dataclass
+
+    from magbench.baselines.wan.methods import MagOptions
+    from magbench.options import option
+
+    @dataclass(frozen=True)
+    class Changed(MagOptions):  # a default changed in code
+        slots: int = option(20, ge=1)
+
+    monkeypatch.setattr(MagMethod, "Options", Changed)
     assert Harness(_mag_config(synth_dir, tmp_path)).manifest()["fingerprint"] != before
 
 

@@ -83,3 +83,15 @@ def test_report_opens_from_disk_without_errors_and_sorts_on_header_click(driver,
     shot = Path(os.environ.get("MAGBENCH_SCREENSHOT_DIR", tmp_path)) / "report-browser-test.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def test_screenshot_script_photographs_the_top_of_the_current_report(tmp_path):
+    from PIL import Image
+
+    from magbench.reports.screenshot import WINDOW, main
+
+    sanity_trio(tmp_path / "runs")
+    out = main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "shot.png"), "--keep", str(tmp_path / "work")])
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size[0] == WINDOW[0] and img.size[1] > 600
+    assert (tmp_path / "work" / "report.html").is_file()

@@ -10,6 +10,7 @@ import torch
 from magbench.baselines.sanity import HoldFirst, RepeatLast, ReplayContext, ShuffleContext, mirror_axis
 from magbench.data.synthetic import make_scene, render
 from magbench.method import SampleInfo
+from magbench.options import OptionError
 from magbench.metrics.common import psnr_frames
 
 T, SWITCH, KEPT = 160, 129, 153  # a 10 s clip under the default protocol
@@ -91,7 +92,7 @@ def test_a_clip_that_never_turns_around_falls_back_to_the_switch():
     replay = ReplayContext()
     _run(replay, frames)
     assert replay.sample_extras()["mirror_source"] == "switch"
-    with pytest.raises(ValueError, match="mirror"):
+    with pytest.raises(OptionError, match="mirror='sideways' is not allowed; expected one of auto, annotation, frames, switch"):
         ReplayContext(mirror="sideways")
 
 

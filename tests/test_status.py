@@ -52,3 +52,32 @@ def test_folder_holding_only_a_fatal_error_is_a_run_that_stopped_before_it_start
     (tmp_path / "fatal.json").write_text(json.dumps({"error": "boom", "error_type": "ValueError", "at": "x"}))
     st = run_status(tmp_path)
     assert st.ok == st.failed == 0 and st.fatal["error"] == "boom"
+
+
+def test_a_damaged_line_is_tracked_as_redone_once_its_sample_has_a_whole_record(tmp_path):
+    run = make_run(tmp_path, "r", n=3)
+    path = run / "samples.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    cut = lines[2][: lines[2].index('"sample_id"') + 25]  # still names its sample
+    # A kill cut the last record (s002) short; the resume appended it again, whole.
+    path.write_text("".join(lines[:2]) + cut + "\n" + lines[2])
+    st = run_status(run)
+    assert [(d.sample_id, d.redone) for d in st.damaged] == [("s002", True)]
+    text = " ".join(_status(run).output.split())
+    assert "damaged record line (s002), redone since:" in text and "will be redone" not in text
+    path.write_text("".join(lines[:2]) + cut + "\n")  # not redone yet
+    assert [(d.sample_id, d.redone) for d in run_status(run).damaged] == [("s002", False)]
+    assert "that sample will be redone" in " ".join(_status(run).output.split())
+
+
+def test_a_damaged_line_that_no_longer_names_its_sample_is_redone_when_no_planned_sample_is_pending(tmp_path):
+    from magbench.runners.sharding import ShardPlan
+
+    run = make_run(tmp_path, "r", n=3)
+    ShardPlan.build(["s000", "s001", "s002"], 1, "local").write(run)
+    path = run / "samples.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2]) + lines[2][:40] + "\n" + lines[2])
+    assert [(d.sample_id, d.redone) for d in run_status(run).damaged] == [(None, True)]
+    path.write_text("".join(lines[:2]) + lines[2][:40] + "\n")
+    assert [(d.sample_id, d.redone) for d in run_status(run).damaged] == [(None, False)]

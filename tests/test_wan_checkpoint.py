@@ -256,7 +256,7 @@ def test_prompt_embeddings_are_cached_on_disk(tmp_path):
     assert not torch.equal(enc.embed("a blue car"), a)
 
 
-def test_local_checkpoint_options_replace_the_downloads_they_stand_for():
+def test_local_checkpoint_options_replace_the_downloads_they_stand_for(tmp_path):
     """The weights check before a run: local paths given as options are not asked to be downloaded;
     the ablation needs no memory-model path."""
     from magbench.baselines.wan.checkpoint import MAG, SELF_FORCING, WAN_DIFFUSERS
@@ -265,6 +265,8 @@ def test_local_checkpoint_options_replace_the_downloads_they_stand_for():
     assert MagMethod(generator_path="g").weights_needed() == [WAN_DIFFUSERS, MAG]
     assert MagMethod(generator_path="g", memory_path="m").weights_needed() == [WAN_DIFFUSERS]
     assert MagMethod(generator_path="g", memory_model=False).weights_needed() == [WAN_DIFFUSERS]
-    assert SelfForcing(checkpoint_path="c.pt", vae_path="v").weights_needed() == []
+    (tmp_path / "c.pt").touch()  # checkpoint_path and vae_path must exist (checked at construction)
+    (tmp_path / "v").mkdir()
+    assert SelfForcing(checkpoint_path=str(tmp_path / "c.pt"), vae_path=str(tmp_path / "v")).weights_needed() == []
     assert SelfForcing().weights_needed() == [WAN_DIFFUSERS, SELF_FORCING]
     assert SelfForcing(random_weights=True).weights_needed() == []

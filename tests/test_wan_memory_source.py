@@ -181,7 +181,7 @@ def test_oracle_fed_its_own_output_as_ground_truth_gives_the_generated_mode_reco
     gen, gt = records("generated"), records("ground-truth")
     assert [r.part.memory_source for r in gt] == ["ground-truth"] * 2
     for a, b in zip(gen, gt):
-        assert a["metrics"] == b["metrics"] and a["sample_id"] == b["sample_id"]
+        assert a.metrics == b.metrics and a.sample_id == b.sample_id
 
 
 def _spy_writers(m) -> list[tuple[str, object]]:
@@ -227,5 +227,7 @@ def test_memory_model_ablation_is_recorded_in_the_method_config():
     assert on.config()["cache_writer"] == "memory model, empty prompt"
     assert off.config()["cache_writer"] == "generator, generation prompt"
     assert off.config()["options"]["memory_model"] is False
+    # Typed options read "no"/"off"/"0" as false (--opt values arrive as text); anything else is refused.
+    assert METHODS.get("mag")(memory_model="no").opts.memory_model is False
     with pytest.raises(MagbenchError, match="memory_model"):
-        METHODS.get("mag")(memory_model="no")
+        METHODS.get("mag")(memory_model="maybe")

@@ -125,7 +125,7 @@ def test_longlive_loads_base_generator_weights_and_merges_the_lora(tmp_path):
     m = METHODS.get("longlive")(
         config="tiny", checkpoint_path=str(tmp_path / "base.pt"), lora_path=str(tmp_path / "lora.pt"), lora_rank=4, lora_alpha=8,
     )
-    model, memory_model = m._load_generator()
+    model, memory_model = m.load_models()
     assert memory_model is None
     w = model.state_dict()
     a, b = lora["base_model.model.blocks.1.ffn.0.lora_A.weight"], lora["base_model.model.blocks.1.ffn.0.lora_B.weight"]
@@ -137,7 +137,7 @@ def test_causvid_loads_the_generator_key(tmp_path):
     state = _tiny_state(6)
     torch.save({"generator": {f"model.{k}": v for k, v in state.items()}}, tmp_path / "model.pt")
     m = METHODS.get("causvid")(config="tiny", checkpoint_path=str(tmp_path / "model.pt"))
-    model, _ = m._load_generator()
+    model, _ = m.load_models()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
 

@@ -61,8 +61,8 @@ def test_causvid_default_memory_and_sampler_match_reference(recording):
     from magbench.registry import METHODS
 
     method = METHODS.get("causvid")(config="tiny", random_weights=True)
-    memory = method._make_memory(2)
-    sampler = method._make_sampler(recording[2], memory)  # the method's own sampler and schedule
+    memory = method.make_memory(2)
+    sampler = method.make_sampler(recording[2], memory)  # the method's own sampler and schedule
     assert sampler.timesteps == [1000.0, 757.0, 522.0]
     err, asked, memory = _replay(recording, memory, sampler=sampler)
     assert err <= TOLERANCE, err

@@ -31,9 +31,9 @@ def test_built_parts_equal_the_loaded_methods(name, tmp_path):
 def test_memory_defaults_come_from_the_method_classes():
     mem = build_memory("self-forcing", config="tiny")
     assert isinstance(mem, SlidingWindow)
-    assert (mem.window_frames, mem.sink_frames) == (wan_method("self-forcing").opts["window_frames"], wan_method("self-forcing").opts["sink_frames"])
+    assert (mem.window_frames, mem.sink_frames) == (wan_method("self-forcing").opts.window_frames, wan_method("self-forcing").opts.sink_frames)
     mag = build_memory("mag", config="tiny", slots=4)
-    assert isinstance(mag, CompressedMemory) and mag.slots == 4 and mag.sink_frames == wan_method("mag").opts["sink_frames"]
+    assert isinstance(mag, CompressedMemory) and mag.slots == 4 and mag.sink_frames == wan_method("mag").opts.sink_frames
 
 
 def test_options_are_the_methods_own():

@@ -1,8 +1,10 @@
 """What a Wan method generates with, built exactly as the method builds it.
 
-The methods (:mod:`.methods`) and every script that times or checks their transformer
-(``benchmarks/``) go through these functions, so a benchmark runs the same model, kernels, memory
-policy and sampler as ``magbench run`` with the same options, defaults included::
+Each method owns its build (:meth:`~magbench.baselines.wan.methods._WanMethod.build_parts`: its
+models, memory policy and sampler, from its typed options); these functions are the entry point
+for scripts that time or check the transformer (``benchmarks/``) and call that same build, so a
+benchmark runs the same model, kernels, memory policy and sampler as ``magbench run`` with the
+same options, defaults included::
 
     from magbench.baselines.wan.build import build_transformer
 
@@ -55,7 +57,7 @@ def wan_method_names() -> list[str]:
 def build_memory(method: "str | _WanMethod", **options: Any) -> "KVMemory":
     """The KV memory policy of a Wan method, sized for its transformer, with its defaults."""
     m = wan_method(method, **options) if isinstance(method, str) else method
-    return m._make_memory(m._model_config().num_layers)
+    return m.make_memory(m.model_config().num_layers)
 
 
 @dataclass
@@ -85,27 +87,17 @@ def build_transformer(
     models: "tuple[CausalWan, CausalWan | None] | None" = None, **options: Any,
 ) -> WanTransformer:
     """Build the generator (and MAG's memory model) with the method's weights, kernels and
-    ``fuse_qkv``, its memory policy and its sampler. ``method``: a name (then ``options`` are its
-    options) or a method instance; ``device``/``dtype``: where to put it (default: the instance's,
-    as its ``load`` set them). ``models``: (generator, memory model) already built with the same
-    weight options, reused instead of loaded again (benchmarks comparing policies on one GPU); the
-    method's kernel options are applied to them."""
+    ``fuse_qkv``, its memory policy and its sampler: the method's own
+    :meth:`~magbench.baselines.wan.methods._WanMethod.build_parts`, without a VAE (CausVid's
+    rollouts then carry their latents without re-encoding the anchor). ``method``: a name (then
+    ``options`` are its options) or a method instance; ``device``/``dtype``: where to put it
+    (default: the instance's, as its ``load`` set them). ``models``: (generator, memory model)
+    already built with the same weight options, reused instead of loaded again (benchmarks
+    comparing policies on one GPU); the method's kernel options are applied to them."""
     if isinstance(method, str):
         method = wan_method(method, **options)
     elif options:
         raise TypeError("options go with a method name; an instance already holds its options")
     if device is not None or dtype is not None:
         Method.load(method, device if device is not None else method.device, dtype if dtype is not None else method.dtype)
-    opts = method.opts
-    if models is None:
-        generator, memory_model = method._load_generator()
-        generator = method._prep(generator)
-        memory_model = method._prep(memory_model) if memory_model is not None else None
-    else:
-        generator, memory_model = models
-    for model in (generator, memory_model):
-        if model is not None:
-            model.set_kernels(attention=str(opts["attention"]), fused_elementwise=bool(opts["fused_elementwise"]))
-    memory = method._make_memory(generator.cfg.num_layers)
-    sampler = method._make_sampler(generator, memory, memory_model)
-    return WanTransformer(method, generator, memory_model, memory, sampler)
+    return method.build_parts(models)

@@ -16,7 +16,11 @@ Formats (all use Wan's original parameter names, see :mod:`magbench.baselines.wa
 * LongLive ``longlive_base.pt`` and CausVid ``model.pt``: the same wrapper format, read from the
   ``generator`` key (LongLive's inference config has ``use_ema: false``; CausVid loads
   ``torch.load(...)['generator']``); LongLive's loader also takes a bare ``model`` key. LongLive's
-  LoRA is merged by :mod:`magbench.baselines.wan.lora`.
+  LoRA is merged by :mod:`magbench.baselines.wan.lora`;
+* Rolling Forcing ``rolling_forcing_dmd.pt`` and Infinite-Forcing ``ema_model.pt`` (the weights
+  Infinity-RoPE runs on): the same wrapper format, read from ``generator_ema`` (their READMEs run
+  with ``--use_ema``); their loaders remove ``_fsdp_wrapped_module.`` anywhere in a key
+  (RollingForcing and infinity-rope ``inference.py``), and so does ours (``load_wan(drop=...)``).
 
 Known wrapper prefixes (``model.``, ``module.``, ``_orig_mod.``, ``_fsdp_wrapped_module.``) are
 stripped; any other missing or unexpected key is an error that names it.
@@ -117,6 +121,91 @@ CAUSVID = register_artifact(
         env_var="MAGBENCH_CAUSVID",
         download_command="magbench download --method causvid",
         description="CausVid autoregressive generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks, 3 steps)",
+    )
+)
+# Causal Forcing (thu-ml/Causal-Forcing README, "Download Checkpoints": ``hf download
+# zhuhz22/Causal-Forcing chunkwise/causal_forcing.pt`` and ``framewise/causal_forcing.pt``): the
+# wrapper format of Self-Forcing, read from ``generator`` (chunk-wise: its README command has no
+# --use_ema) or ``generator_ema`` (frame-wise: --use_ema). One artefact per model, so each method
+# downloads only its own file.
+CAUSAL_FORCING = register_artifact(
+    HubArtifact(
+        name="causal-forcing",
+        repo_id="zhuhz22/Causal-Forcing",
+        files=("chunkwise/causal_forcing.pt",),
+        required=("chunkwise/causal_forcing.pt",),
+        env_var="MAGBENCH_CAUSAL_FORCING",
+        download_command="magbench download --method causal-forcing",
+        description="Causal Forcing chunk-wise 4-step generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks)",
+    )
+)
+CAUSAL_FORCING_FRAMEWISE = register_artifact(
+    HubArtifact(
+        name="causal-forcing-framewise",
+        repo_id="zhuhz22/Causal-Forcing",
+        files=("framewise/causal_forcing.pt",),
+        required=("framewise/causal_forcing.pt",),
+        env_var="MAGBENCH_CAUSAL_FORCING_FRAMEWISE",
+        download_command="magbench download --method causal-forcing-framewise",
+        description="Causal Forcing frame-wise 4-step generator (Wan2.1-T2V-1.3B, causal, 1-frame blocks)",
+    )
+)
+# Reward Forcing (JaydenLyh/Reward-Forcing README: "Reward Forcing | Hugging Face" ->
+# JaydenLu666/Reward-Forcing-T2V-1.3B; its inference command reads
+# checkpoints/Reward-Forcing-T2V-1.3B/rewardforcing.pt, which inference.py loads as a bare state
+# dict of the wrapper, ``model.``-prefixed).
+REWARD_FORCING = register_artifact(
+    HubArtifact(
+        name="reward-forcing",
+        repo_id="JaydenLu666/Reward-Forcing-T2V-1.3B",
+        files=("rewardforcing.pt",),
+        required=("rewardforcing.pt",),
+        env_var="MAGBENCH_REWARD_FORCING",
+        download_command="magbench download --method reward-forcing",
+        description="Reward Forcing generator (Wan2.1-T2V-1.3B, causal, 3-frame blocks, Re-DMD)",
+    )
+)
+# Rolling Forcing (README "Download checkpoints": `huggingface-cli download TencentARC/RollingForcing
+# checkpoints/rolling_forcing_dmd.pt`; inference.py loads its 'generator_ema' with --use_ema).
+ROLLING_FORCING = register_artifact(
+    HubArtifact(
+        name="rolling-forcing",
+        repo_id="TencentARC/RollingForcing",
+        files=("checkpoints/rolling_forcing_dmd.pt",),
+        required=("checkpoints/rolling_forcing_dmd.pt",),
+        env_var="MAGBENCH_ROLLING_FORCING",
+        download_command="magbench download --method rolling-forcing",
+        description="Rolling Forcing DMD generator (Wan2.1-T2V-1.3B, causal, rolling window of 5 blocks)",
+    )
+)
+# Infinity-RoPE is training-free: its README's setup_env.sh fetches the Infinite-Forcing snapshot
+# (`snapshot_download(repo_id='SOTAMak1r/Infinite-Forcing', local_dir='checkpoints/')`) and its
+# inference.sh runs `--checkpoint_path checkpoints/ema_model.pt --use_ema`: that one file.
+INFINITE_FORCING = register_artifact(
+    HubArtifact(
+        name="infinite-forcing",
+        repo_id="SOTAMak1r/Infinite-Forcing",
+        files=("ema_model.pt",),
+        required=("ema_model.pt",),
+        env_var="MAGBENCH_INFINITE_FORCING",
+        download_command="magbench download --method infinity-rope",
+        description="Infinite-Forcing generator (Self-Forcing with a 1-frame sink; the weights Infinity-RoPE runs on)",
+    )
+)
+# LongLive-RAG (qixinhu11/LongLive-RAG README, "Download everything": ``hf download
+# qixinhu11/LongLive-RAG --include "checkpoints/*"``; its main result, ``bash inference.sh
+# causal_forcing latentmem`` = configs/causal_forcing_latentmem.yaml, reads
+# checkpoints/causal_forcing.pt (``generator`` key, use_ema: false) and the retrieval encoder
+# checkpoints/ae_latent_mem.pt). Only those two of the repo's files are fetched.
+LONGLIVE_RAG = register_artifact(
+    HubArtifact(
+        name="longlive-rag",
+        repo_id="qixinhu11/LongLive-RAG",
+        files=("checkpoints/causal_forcing.pt", "checkpoints/ae_latent_mem.pt"),
+        required=("checkpoints/causal_forcing.pt", "checkpoints/ae_latent_mem.pt"),
+        env_var="MAGBENCH_LONGLIVE_RAG",
+        download_command="magbench download --method longlive-rag",
+        description="LongLive-RAG: its Causal-Forcing backbone + the retrieval autoencoder (encoder used)",
     )
 )
 # MAG's hub repo also holds the MAG-Bench videos: only model folders are fetched, wherever they
@@ -265,13 +354,28 @@ def load_into(model: CausalWan, state: Mapping[str, torch.Tensor], source: str =
     model.load_state_dict(dict(state), strict=True)
 
 
-def load_wan(path: str | Path, base: WanConfig | None = None, ema: bool = True) -> CausalWan:
-    """Build a :class:`CausalWan` from any supported checkpoint (config from config.json if any)."""
+def drop_fragments(state: Mapping[str, torch.Tensor], fragments: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """``state`` with each of ``fragments`` removed wherever it occurs in a key (FSDP's
+    ``_fsdp_wrapped_module.`` inside the names of a nested-wrapped model's EMA copy)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for frag in fragments:
+            key = key.replace(frag, "")
+        out[key] = value
+    return out
+
+
+def load_wan(
+    path: str | Path, base: WanConfig | None = None, ema: bool = True, drop: tuple[str, ...] = (),
+) -> CausalWan:
+    """Build a :class:`CausalWan` from any supported checkpoint (config from config.json if any).
+    ``drop``: key fragments removed wherever they occur (as a reference's own loader does)."""
     cfg = read_config(path, base)
     with torch.device("meta"):
         model = CausalWan(cfg)
     model = model.to_empty(device="cpu")
-    load_into(model, read_state_dict(path, ema=ema), source=str(path))
+    state = read_state_dict(path, ema=ema)
+    load_into(model, drop_fragments(state, drop) if drop else state, source=str(path))
     return model.eval().requires_grad_(False)
 
 

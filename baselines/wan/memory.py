@@ -13,6 +13,11 @@ The clean cache-update pass (``commit=True``) is the one whose K/V are kept. Att
 unordered set of keys (no mask, keys carry their RoPE position), so a ring buffer needs no
 reordering.
 
+Keys arrive rotated at the block's position (RoPE at write) and are kept so by every policy
+here; the policies of :mod:`.rope_memory` (``rotates_keys = True``) keep keys before RoPE and
+rotate them when read, at positions relative to what is attended (Rolling Forcing's sink,
+Infinity-RoPE's window).
+
 :meth:`KVMemory.memory_bytes` counts the K/V entries the policy holds about the video (kept
 frames x tokens x layers x 2 x heads x head_dim x element size), not the scratch of the block
 being generated; :meth:`KVMemory.allocated_bytes` is the buffers' full size.
@@ -57,6 +62,7 @@ code, ``tests/golden/``):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 
@@ -71,6 +77,11 @@ class KVMemory(ABC):
     """Base class: buffers, the attend/commit protocol and byte accounting."""
 
     name = "memory"
+    #: Whether the policy keeps keys before RoPE and rotates them itself when they are read, at
+    #: positions it decides (:mod:`.rope_memory`). The model then hands :meth:`attend` the
+    #: block's keys before RoPE as well (``raw_k``) and gives the policy its RoPE tables
+    #: (``use_rope``); every other policy gets keys rotated at the block's position and keeps them.
+    rotates_keys: ClassVar[bool] = False
 
     def __init__(self, num_layers: int, block_frames: int = 3) -> None:
         self.num_layers = num_layers
@@ -108,6 +119,11 @@ class KVMemory(ABC):
         return needed
 
     # -- protocol used by the model ---------------------------------------------------------------
+    def rope_frame(self, start_frame: int, n_frames: int) -> int:
+        """The RoPE frame index of the block's first frame (its queries and its own keys): the
+        absolute ``start_frame``, unless the policy positions frames relative to its window."""
+        return start_frame
+
     def begin(self, start_frame: int, n_frames: int, frame_tokens: int, commit: bool) -> None:
         if self._frame_tokens and frame_tokens != self._frame_tokens:
             raise ValueError(f"{self.name}: {frame_tokens} tokens per frame, buffers hold {self._frame_tokens}")
@@ -455,3 +471,103 @@ class RolloutMemory(FullHistory):
             "policy": self.name, "rollout_frames": self.rollout_frames, "carry_frames": self.carry_frames,
             "context_frames": self.context_frames,
         }
+
+
+# -- small strategies the policies of :mod:`.evicted_memory` are built from ------------------------
+class EMASink:
+    """Reward Forcing's sink update (JaydenLyh/Reward-Forcing @ 4317f5a,
+    ``wan/modules/causal_model.py``, ``CausalWanSelfAttention.incremental_update``): the frames a
+    window evicts are folded into the sink, ``sink = alpha * sink + (1 - alpha) * evicted``, frame
+    by frame, on K (before RoPE) and V alike, when the evicted frames are as many as the sink
+    holds; an eviction of another length overwrites the sink's first frames with the evicted ones
+    (the reference's other branch). ``alpha = 1`` is a plain sink for the default geometry.
+    """
+
+    def __init__(self, alpha: float = 0.999) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise MagbenchError(f"EMA sink: alpha={alpha} must be in [0, 1]")
+        self.alpha = float(alpha)
+
+    def absorb(self, sink: torch.Tensor, evicted: torch.Tensor, sink_frames: int, evicted_frames: int, frame_tokens: int) -> None:
+        """Update ``sink`` ([B, sink_frames * tokens, H, D], K before RoPE or V) in place from the
+        ``evicted`` frames ([B, evicted_frames * tokens, H, D], oldest first)."""
+        if evicted_frames <= 0:
+            return
+        if evicted_frames == sink_frames:
+            sink.copy_(self.alpha * sink + (1 - self.alpha) * evicted)
+        else:
+            m = min(evicted_frames, sink_frames) * frame_tokens
+            sink[:, :m] = evicted[:, :m]
+
+    def describe(self) -> dict[str, float | str]:
+        return {"sink_update": "ema", "sink_ema": self.alpha}
+
+
+class HostFrameStore:
+    """K/V of frames evicted from a device cache, kept in host (CPU) memory, one entry per frame
+    and layer, in eviction order (LongLive-RAG's ``cpu_k_frames`` / ``cpu_v_frames``).
+
+    On CUDA the host copies are pinned and made without blocking the stream; :meth:`gather`
+    copies frames back to the device. :meth:`host_bytes` counts what is held (K and V, all layers).
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        self.num_layers = num_layers
+        self.reset()
+
+    def reset(self) -> None:
+        self.frames: list[int] = []  # absolute latent frame of each entry, eviction order
+        self._k: list[list[torch.Tensor]] = [[] for _ in range(self.num_layers)]
+        self._v: list[list[torch.Tensor]] = [[] for _ in range(self.num_layers)]
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @staticmethod
+    def _to_host(x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda:
+            out = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+            out.copy_(x, non_blocking=True)
+            return out
+        return x.clone()
+
+    def push(self, layer: int, k: torch.Tensor, v: torch.Tensor, frame_tokens: int) -> None:
+        """Append the frames of ``k``/``v`` ([B, F * tokens, H, D]) for ``layer``."""
+        for j in range(k.shape[1] // frame_tokens):
+            sl = slice(j * frame_tokens, (j + 1) * frame_tokens)
+            hk, hv = self._to_host(k[:, sl]), self._to_host(v[:, sl])
+            self._k[layer].append(hk)
+            self._v[layer].append(hv)
+            self._bytes += hk.numel() * hk.element_size() + hv.numel() * hv.element_size()
+
+    def record(self, frames: list[int]) -> None:
+        """After every layer pushed the same frames: their absolute indices."""
+        self.frames.extend(frames)
+
+    def gather(self, layer: int, entries: list[int], out_k: torch.Tensor, out_v: torch.Tensor) -> None:
+        """Copy entries (positions in eviction order) of ``layer`` into ``out_k``/``out_v``
+        ([B, len(entries) * tokens, H, D], on the device)."""
+        if not entries:
+            return
+        ft = self._k[layer][0].shape[1]
+        for i, e in enumerate(entries):
+            out_k[:, i * ft : (i + 1) * ft].copy_(self._k[layer][e], non_blocking=True)
+            out_v[:, i * ft : (i + 1) * ft].copy_(self._v[layer][e], non_blocking=True)
+
+    def entry_kv(self, layer: int, entry: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._k[layer][entry], self._v[layer][entry]
+
+    def host_bytes(self) -> int:
+        return self._bytes
+
+
+def cosine_top_k(query: torch.Tensor, keys: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """LongLive-RAG's selection (``pipeline/causal_inference.py``): cosine similarity of ``query``
+    [B, D] with each of ``keys`` [B, N, D] (each normalised with a 1e-8 guard), the ``k`` largest:
+    (indices [B, k], similarities [B, k]), most similar first."""
+    q = query / (query.norm(dim=-1, keepdim=True) + 1e-8)
+    n = keys / (keys.norm(dim=-1, keepdim=True) + 1e-8)
+    sims = torch.bmm(n, q.unsqueeze(-1)).squeeze(-1)
+    top, idx = torch.topk(sims, k=k, dim=-1)
+    return idx, top

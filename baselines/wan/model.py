@@ -20,7 +20,10 @@ Verified against the reference (Xilluill/MAG ``wan/modules/model.py`` and ``caus
 * 3D RoPE: head_dim 128 gives 64 complex frequencies split (22, 21, 21) over
   (frame, height, width), each part with its own base ``10000^(-2i/d_part)``, rotating
   consecutive channel pairs; the frame index is absolute (``start_frame + f``), so cached keys
-  carry their position (keys are cached after RoPE);
+  carry their position (keys are cached after RoPE); a memory that positions frames relative to
+  its window gives the block's index itself (``KVMemory.rope_frame``) and, with
+  ``rotates_keys``, gets the keys before RoPE too and rotates what it holds when read
+  (:mod:`.rope_memory`);
 * cross-attention: text context padded with zeros to ``text_len`` (512) before
   ``text_embedding``, every one of the 512 positions attended (``context_lens=None``);
 * head: ``(head.modulation + e)`` split as (shift, scale), ``head(norm(x) * (1 + scale) + shift)``;
@@ -150,6 +153,12 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
     return out.flatten(-2).type_as(x)
 
 
+def rotate(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """RoPE of ``x`` [B, L, H, D] with (cos, sin) tables of :class:`Rope3D` (the same rotation
+    the model applies to q and k)."""
+    return _rope(x, *tables)
+
+
 def qk_norm_rope(
     q: torch.Tensor, k: torch.Tensor, wq: torch.Tensor | None, wk: torch.Tensor | None, eps: float,
     heads: int, cos: torch.Tensor, sin: torch.Tensor,
@@ -159,6 +168,17 @@ def qk_norm_rope(
         q, k = _rms(q, wq, eps), _rms(k, wk, eps)
     q, k = q.unflatten(-1, (heads, -1)), k.unflatten(-1, (heads, -1))
     return _rope(q, cos, sin), _rope(k, cos, sin)
+
+
+def qk_norm_rope_keep(
+    q: torch.Tensor, k: torch.Tensor, wq: torch.Tensor | None, wk: torch.Tensor | None, eps: float,
+    heads: int, cos: torch.Tensor, sin: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`qk_norm_rope`, also returning k before RoPE (for memories that rotate keys when read)."""
+    if wq is not None:
+        q, k = _rms(q, wq, eps), _rms(k, wk, eps)
+    q, k = q.unflatten(-1, (heads, -1)), k.unflatten(-1, (heads, -1))
+    return _rope(q, cos, sin), _rope(k, cos, sin), k
 
 
 def norm_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float, n_frames: int) -> torch.Tensor:
@@ -226,11 +246,26 @@ class Rope3D:
         return torch.outer(positions.to(torch.float64), inv)  # [n, dim/2]
 
     def tables(self, start_frame: int, f: int, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tables for ``f`` frames at positions ``start_frame, start_frame + 1, ...``."""
         key = (start_frame, f, h, w, device)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        af = self._angles(torch.arange(start_frame, start_frame + f), self.parts[0])
+        return self._build(key, torch.arange(start_frame, start_frame + f), h, w, device)
+
+    def frame_tables(self, frames: "list[int] | tuple[int, ...]", h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tables for frames at the given positions, one per frame in order (a memory that rotates
+        keys when read gives each held frame the position it decides)."""
+        frames = tuple(int(f) for f in frames)
+        key = ("frames", frames, h, w, device)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        return self._build(key, torch.tensor(frames, dtype=torch.long), h, w, device)
+
+    def _build(self, key: tuple, positions: torch.Tensor, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        f = positions.numel()
+        af = self._angles(positions, self.parts[0])
         ah = self._angles(torch.arange(h), self.parts[1])
         aw = self._angles(torch.arange(w), self.parts[2])
         ang = torch.cat(
@@ -277,8 +312,11 @@ class SelfAttention(nn.Module):
         self.norm_k = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
         self._qkv: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def project(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q and k normalised and rotated, v: each [B, L, H, D]."""
+    def project(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], keep_raw: bool = False
+    ) -> tuple[torch.Tensor, ...]:
+        """q and k normalised and rotated, v: each [B, L, H, D]; with ``keep_raw`` also k before
+        RoPE (a fourth tensor), for memories that store keys unrotated."""
         if self._qkv is not None:
             q, k, v = F.linear(x, *self._qkv).chunk(3, dim=-1)
         else:
@@ -286,14 +324,22 @@ class SelfAttention(nn.Module):
         norm = isinstance(self.norm_q, RMSNorm)
         wq, wk = (self.norm_q.weight, self.norm_k.weight) if norm else (None, None)
         eps = self.norm_q.eps if norm else 0.0
-        q, k = elementwise(qk_norm_rope, self.fused_elementwise, x)(q, k, wq, wk, eps, self.num_heads, *rope)
         # v of the fused projection is a strided view (every third chunk): made contiguous here, the
         # memory's copy into its cache is a plain vectorised one instead of a strided gather.
-        return q, k, v.unflatten(-1, (self.num_heads, self.head_dim)).contiguous()
+        v = v.unflatten(-1, (self.num_heads, self.head_dim)).contiguous()
+        if keep_raw:
+            q, k, raw = elementwise(qk_norm_rope_keep, self.fused_elementwise, x)(q, k, wq, wk, eps, self.num_heads, *rope)
+            return q, k, v, raw
+        q, k = elementwise(qk_norm_rope, self.fused_elementwise, x)(q, k, wq, wk, eps, self.num_heads, *rope)
+        return q, k, v
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], memory: "KVMemory") -> torch.Tensor:
-        q, k, v = self.project(x, rope)
-        keys, values = memory.attend(self.layer, k, v)
+        if memory.rotates_keys:
+            q, k, v, raw = self.project(x, rope, keep_raw=True)
+            keys, values = memory.attend(self.layer, k, v, raw)
+        else:
+            q, k, v = self.project(x, rope)
+            keys, values = memory.attend(self.layer, k, v)
         out = self.attention(q, keys, values)
         memory.after_attention(self.layer)
         return self.o(out.flatten(2))
@@ -518,7 +564,11 @@ class CausalWan(nn.Module):
         tokens = tokens.flatten(2).transpose(1, 2)  # [B, F*h'*w', C]
         e, e0 = self.time_embed(t)
         if rope is None:
-            rope = self.rope.tables(start_frame, n_frames, gh, gw, x.device)
+            # The block's RoPE frame index: ``start_frame`` itself, except for memories that
+            # position relative to their window (KVMemory.rope_frame).
+            rope = self.rope.tables(memory.rope_frame(start_frame, n_frames), n_frames, gh, gw, x.device)
+        if memory.rotates_keys:
+            memory.use_rope(self.rope, (gh, gw))
         memory.begin(start_frame, n_frames, gh * gw, commit)
         for blk, kv in zip(self.blocks, context_kv):
             tokens = blk(tokens, e0, rope, kv, memory)

@@ -310,3 +310,48 @@ class RolloutSampler(BlockSampler):
         elif not self.memory.fits(self.block_frames):
             self._start_rollout(self.memory.carry_frames)
         return super().denoise(noise, step_noise, record)
+
+
+@torch.no_grad()
+def few_step_denoise(
+    flow: Callable[[torch.Tensor, float], torch.Tensor], noise: Callable[[int], torch.Tensor],
+    schedule: FlowSchedule, record: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The steps of :meth:`BlockSampler.denoise` around any flow predictor (the memory tasks'
+    passes: :mod:`.reconstruction`, :mod:`.recall`): ``x = noise(0)``; per timestep
+    ``x0 = x - sigma * flow(x, t)`` (float64, cast back) and, before the next step,
+    ``x = (1 - sigma') x0 + sigma' noise(i + 1)``. Returns the last x0; ``record`` receives each."""
+    steps = schedule.timesteps()
+    sigmas = [schedule.sigma(t) for t in steps]
+    x = noise(0)
+    x0 = x
+    for i, (t, sigma) in enumerate(zip(steps, sigmas)):
+        x0 = (x.double() - sigma * flow(x, t).double()).to(x.dtype)
+        if record is not None:
+            record.append(x0)
+        if i + 1 < len(steps):
+            nxt = sigmas[i + 1]
+            x = ((1 - nxt) * x0.float() + nxt * noise(i + 1).float()).to(x.dtype)
+    return x0
+
+
+class RetrievalSampler(BlockSampler):
+    """:class:`BlockSampler` whose memory retrieves by content (LongLive-RAG over a
+    :class:`~magbench.baselines.wan.evicted_memory.HostRetrievalWindow`): every block committed
+    (context, generated or its ground truth) is embedded frame by frame by ``encoder``, and the
+    embeddings are handed to the memory, which retrieves by them before the next block (as the
+    reference's ``latent_descriptors``, computed from each block's clean latents). The encoder runs
+    inside :meth:`commit`, so its time is part of the block that commits."""
+
+    def __init__(self, generator: CausalWan, memory: KVMemory, encoder: "torch.nn.Module", **kwargs) -> None:
+        if not hasattr(memory, "add_descriptors"):
+            raise TypeError("RetrievalSampler needs a memory that retrieves by descriptors (add_descriptors)")
+        super().__init__(generator, memory, **kwargs)
+        self.encoder = encoder
+
+    @torch.no_grad()
+    def commit(self, clean: torch.Tensor) -> None:
+        b, f = clean.shape[:2]
+        desc = self.encoder.encode(clean.flatten(0, 1)).unflatten(0, (b, f))
+        self.memory.add_descriptors(self.frame, desc)  # type: ignore[attr-defined]
+        super().commit(clean)

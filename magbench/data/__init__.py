@@ -40,6 +40,24 @@ def csv_dataset(arg: str | None = None) -> Dataset:
     return load_csv_dataset(arg)
 
 
+@register_dataset("prompts")
+def prompts_dataset(arg: str | None = None):
+    """Prompts for text-to-video tasks: prompts:PATH (one per line, ``<stem>_extended<suffix>``
+    beside it used where present), or the small built-in set with no PATH."""
+    from magbench.data.prompts import builtin_prompts, load_prompt_file
+
+    return load_prompt_file(arg) if arg else builtin_prompts()
+
+
+@register_dataset("moviegen")
+def moviegen_dataset(arg: str | None = None):
+    """MovieGenVideoBench prompts with their extended versions, as the MAG repository ships them
+    (`magbench download --dataset moviegen`); ARG: a local folder holding both files instead."""
+    from magbench.data.prompts import load_moviegen
+
+    return load_moviegen(arg)
+
+
 def load_dataset(spec: str) -> Dataset:
     name, _, arg = spec.partition(":")
     factory = DATASETS.get(name)

@@ -97,8 +97,9 @@ def write_video(path: Path | str, frames: np.ndarray, fps: float = 16.0, crf: in
     """Write uint8 T x H x W x 3 frames as H.264 mp4 (even sizes are padded by one pixel)."""
     import av
 
+    from magbench.store import writing
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     frames = np.ascontiguousarray(frames)
     t, h, w, _ = frames.shape
     # yuv420p needs even dimensions.
@@ -106,20 +107,22 @@ def write_video(path: Path | str, frames: np.ndarray, fps: float = 16.0, crf: in
     if (ph, pw) != (h, w):
         frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     tmp = path.with_name(f".{path.name}.tmp.mp4")
-    with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264", rate=int(round(fps)))
-        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        # One encoder thread: PyAV runs libx264 with sliced threads, and the automatic thread count
-        # (so the slice layout, so the bitstream) follows the CPUs the process may use. One thread
-        # makes the file a function of the frames alone. (CI twice saw two encodes of the same
-        # frames decode differently from the second macroblock row on; not reproduced here.)
-        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+    with writing(path, partial=tmp):  # a failed encode (full disk, say) leaves no temporary file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(tmp), mode="w") as container:
+            stream = container.add_stream("libx264", rate=int(round(fps)))
+            stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
+            # One encoder thread: PyAV runs libx264 with sliced threads, and the automatic thread count
+            # (so the slice layout, so the bitstream) follows the CPUs the process may use. One thread
+            # makes the file a function of the frames alone. (CI twice saw two encodes of the same
+            # frames decode differently from the second macroblock row on; not reproduced here.)
+            stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+            for img in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    tmp.replace(path)
+        tmp.replace(path)
 
 
 def to_float_frames(frames: np.ndarray) -> torch.Tensor:

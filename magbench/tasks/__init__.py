@@ -13,7 +13,7 @@ from magbench.registry import Registry
 
 TASKS: Registry = Registry(
     "task", "magbench.tasks",
-    builtins=("magbench.tasks.replay",),
+    builtins=("magbench.tasks.replay", "magbench.tasks.recall", "magbench.tasks.reconstruction", "magbench.tasks.long_video"),
     base="magbench.tasks.base:Task",
 )
 register_task = TASKS.register

@@ -51,6 +51,11 @@ class Task(ABC):
     Options: ClassVar[type[MethodOptions] | None] = None
     # What the task's records are ranked by when nothing says otherwise (a metric key).
     primary_metric: ClassVar[str | None] = None
+    # Direction and best value of the metric keys the task itself writes (beside its metrics'),
+    # for the manifest's ``key_info`` (leaderboards, reports).
+    key_info: ClassVar[dict[str, dict[str, Any]]] = {}
+    # The metrics run when --metrics is not given (None: the metrics marked ``default``).
+    default_metrics: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, config: "RunConfig") -> None:
         self.config = config
@@ -82,6 +87,16 @@ class Task(ABC):
 
     def check_dataset(self, dataset: "Dataset") -> None:
         """Refuse a dataset this task cannot use (one line)."""
+
+    @classmethod
+    def prepare_dataset(cls, config: "RunConfig", dataset: Any) -> Any:
+        """The samples this run covers, from the loaded dataset (a prompt set expanded to several
+        samples per prompt, say). Called wherever a run's scope is built, harness or launcher."""
+        return dataset
+
+    def metric_options(self, given: dict[str, dict[str, Any]], method: "Method") -> dict[str, dict[str, Any]]:
+        """The metric options the run uses, from ``--metric-opt`` (a task may add its own)."""
+        return given
 
     def identity(self) -> dict[str, Any]:
         """The task's part of the run's identity (a change means a different run)."""

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from magbench.data.video_io import resize_frames, to_float_frames, to_uint8_frames, write_video
+from magbench.errors import StorageError
 from magbench.instrument import run_method
 from magbench.method import SampleInfo
 from magbench.protocol import BLOCK_PIXEL_FRAMES
@@ -165,7 +166,9 @@ class ReplayTask(Task):
             harness.method, info, inputs.context, inputs.target, device=harness.device, clock=harness.clock,
             hook=harness.stage_hook, device_baseline=harness.device_baseline, label=self.config.method,
         )
+        # Whether (kind, "failed" when no sample warmed up) and on what the process's warm-up ran.
         timing["warmup"] = (harness.warmup or {}).get("kind")
+        timing["warmup_sample"] = (harness.warmup or {}).get("sample_id")
         record.timing = _typed(Timing, timing)
         record.memory = _typed(MemoryUsage, memory)
         record.method_extras = dict(harness.method.sample_extras())
@@ -201,12 +204,21 @@ class ReplayTask(Task):
         from magbench.reports.previews import write_preview
 
         path = harness.run_dir.path
-        record.preview = write_preview(path, sample.sample_id, target, generated, record.extra.get("bestmatch_indices"))
-        record.frames = save_frames(path, sample.sample_id, frames_u8) if self.config.keep_frames else None
-        if self.config.save_videos:
-            rel = Path("videos") / f"{safe_name(sample.sample_id)}.mp4"
-            write_video(path / rel, frames_u8, fps=fps)
-            record.video = rel.as_posix()
+        try:
+            record.preview = write_preview(path, sample.sample_id, target, generated, record.extra.get("bestmatch_indices"))
+            record.frames = save_frames(path, sample.sample_id, frames_u8) if self.config.keep_frames else None
+            if self.config.save_videos:
+                rel = Path("videos") / f"{safe_name(sample.sample_id)}.mp4"
+                write_video(path / rel, frames_u8, fps=fps)
+                record.video = rel.as_posix()
+        except StorageError:
+            # A full or read-only disk stops the run; this sample has no record yet and will be
+            # redone, so none of its files may stay behind.
+            for rel in (record.preview, record.frames, record.video):
+                if rel:
+                    (path / rel).unlink(missing_ok=True)
+            record.preview = record.frames = record.video = None
+            raise
 
 
 def _typed(cls, values: dict[str, Any]):

@@ -37,7 +37,7 @@ def method_memory(name: str, num_layers: int, **options: Any):
     import magbench.baselines.wan  # noqa: F401
     from magbench.registry import METHODS
 
-    return METHODS.get(name)(config="tiny", random_weights=True, **options)._make_memory(num_layers)
+    return METHODS.get(name)(config="tiny", random_weights=True, **options).make_memory(num_layers)
 
 
 def rel_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
@@ -46,19 +46,20 @@ def rel_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
 
 def run_blocks(
     sampler, t: dict[str, torch.Tensor], blocks: range, on_block: Callable[[int], None] | None = None,
-    memory_input: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    memory_input: Callable[[int, torch.Tensor], torch.Tensor] | None = None, block_frames: int = 3,
 ) -> list[list[torch.Tensor]]:
     """Denoise + commit the golden's generated blocks; returns each block's per-step x0.
     ``memory_input(b, x0)``: what block ``b``'s cache-update pass runs on (default its x0; the
     ground-truth memory source commits other latents)."""
     steps = t["step_noise"].shape[1] + 1
-    shape = (1, 3, *LATENT_SHAPE)
+    bf = block_frames
+    shape = (1, bf, *LATENT_SHAPE)
     out = []
     for b in blocks:
         if on_block is not None:
             on_block(b)
         rec: list[torch.Tensor] = []
-        noise = t["noise"][:, 3 * b : 3 * b + 3]
+        noise = t["noise"][:, bf * b : bf * b + bf]
         step_noise = [t["step_noise"][b, i].reshape(shape) for i in range(steps - 1)]
         x0 = sampler.denoise(noise, step_noise=step_noise, record=rec)
         sampler.commit(x0 if memory_input is None else memory_input(b, x0))

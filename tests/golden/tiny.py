@@ -75,3 +75,29 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         for k in f.keys():
             tensors[k] = f.get_tensor(k)
     return tensors, meta
+
+
+# LongLive-RAG's retrieval encoder at a CPU-test size (magbench's RetrievalEncoderConfig.tiny();
+# the reference's AEConfig fields; spatial size = a tiny latent frame). Widths 6 and 10 give
+# GroupNorm one group (``_num_groups``): with per-channel groups on 2x3 and 1x2 feature maps every
+# frame embeds to nearly the same vector and float noise would decide the retrieval.
+TINY_AE = dict(in_channels=16, hidden_dims=[6, 10], latent_dim=32, spatial_h=LATENT_SHAPE[1], spatial_w=LATENT_SHAPE[2])
+AE_SEED = 4321
+
+
+def tiny_encoder_weights(shapes: Iterable[tuple[str, tuple[int, ...]]], seed: int = AE_SEED) -> dict[str, torch.Tensor]:
+    """Seeded weights for a retrieval autoencoder, in sorted-name order: convolutions and linears
+    ``randn / sqrt(fan_in)``, GroupNorm scales ``1 + 0.1 randn``, biases ``0.02 randn`` (no
+    zero-initialised residual branch: every layer must matter)."""
+    g = torch.Generator().manual_seed(seed)
+    out: dict[str, torch.Tensor] = {}
+    for name, shape in sorted(shapes):
+        r = torch.randn(shape, generator=g, dtype=torch.float32)
+        if len(shape) > 1:
+            w = r / math.sqrt(math.prod(shape[1:]))
+        elif name.endswith("weight"):
+            w = 1.0 + 0.1 * r
+        else:
+            w = 0.02 * r
+        out[name] = w.contiguous()
+    return out

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-from magbench.baselines.sanity import ReplayContext
+from magbench.baselines.sanity import HoldFirst, ReplayContext
 from magbench.method import Method, SampleInfo
 
 
@@ -171,6 +171,31 @@ def not_a_method() -> None:
     """A function where a Method class is expected."""
 
 
+# -- output outside the contract (floating point in [0, 1]) ---------------------------------------
+class Uint8Frames(ReplayContext):
+    """Yields 8-bit frames (0..255) instead of floats in [0, 1]."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        for block in super().generate(num_frames):
+            yield block.mul(255).round().to(torch.uint8)
+
+
+class SignedFrames(ReplayContext):
+    """Yields floats in [-5, 5]: a wrong value convention."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        for block in super().generate(num_frames):
+            yield block * 10 - 5
+
+
+class FrozenContender(HoldFirst):
+    """Declares itself a method but holds the first context frame (hold-first's output)."""
+
+    description = "A frozen first frame that claims to be a method."
+    kind = "method"
+    bounds = {}
+
+
 # -- tasks -------------------------------------------------------------------------------------------
 from magbench.tasks.base import Task  # noqa: E402
 
@@ -183,6 +208,52 @@ class NeedsRecall(Task):
 
     def run_sample(self, harness, sample, record):  # pragma: no cover - refused before any work
         raise AssertionError("never reached")
+
+
+# -- text to video (task long-video) -----------------------------------------------------------------
+class TextToVideoStub(Method):
+    """Generates from the prompt alone: 8x8 frames whose colour drifts slowly, in blocks of 9 then
+    12 (as the Wan methods), each block costing ``SECONDS_PER_FRAME`` per frame on :data:`CLOCK`.
+    ``memory``: "bounded" (memory_bytes flat after 2 blocks) or "growing" (grows per frame);
+    ``oom_at``: raise torch.cuda.OutOfMemoryError on the block that would pass that many frames."""
+
+    text_to_video = True
+    resolution = (8, 8)
+    defaults = {"memory": "bounded", "oom_at": 0}
+
+    def reset(self, sample: SampleInfo) -> None:
+        super().reset(sample)
+        self._made = 0
+
+    def memorize(self, frames: torch.Tensor) -> None:  # pragma: no cover - text to video only
+        raise AssertionError("long-video never calls memorize")
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        g = torch.Generator().manual_seed(self.sample.seed)
+        base = torch.rand(3, 1, 1, generator=g)
+        while self._made < num_frames:
+            k = min(9 if self._made == 0 else 12, num_frames - self._made)
+            oom = int(self.options["oom_at"])
+            if oom and self._made + k > oom:
+                raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB at frame {self._made}")
+            t = torch.arange(self._made, self._made + k, dtype=torch.float32)[:, None, None, None]
+            CLOCK.work(SECONDS_PER_FRAME * k)
+            self._made += k
+            yield ((base + 0.01 * t) % 1.0).expand(k, 3, 8, 8).clone()
+
+    def memory_bytes(self) -> int:
+        if self.options["memory"] == "growing":
+            return 1000 * self._made
+        return 1000 * min(self._made, 21)
+
+
+class FailsShortTargets(ReplayContext):
+    """Works on whole samples, fails on the one-block warm-up: every sample is timed cold."""
+
+    def generate(self, num_frames: int) -> Iterator[torch.Tensor]:
+        if num_frames < 24:
+            raise RuntimeError("cannot generate fewer than 24 frames")
+        yield from super().generate(num_frames)
 
 
 # -- the pipelined harness: proof that neighbouring samples' phases overlap ------------------------
