@@ -35,8 +35,8 @@ from typing import Any, ClassVar, Literal, Union
 
 from magbench.errors import MagbenchError
 
-_TRUE = {"true", "1"}
-_FALSE = {"false", "0"}
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
 
 
 class OptionError(MagbenchError, TypeError):

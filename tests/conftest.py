@@ -50,6 +50,17 @@ TEST_METRICS = "psnr,ssim,lpips,bestmatch,correspondence"
 TEST_METRIC_OPTS = ["lpips.random_weights=true", "bestmatch.random_weights=true", "correspondence.random_weights=true"]
 
 
+def wait_for_lines(path: Path, n: int, proc=None, timeout: float = 300) -> None:
+    """Until record file ``path`` holds ``n`` whole lines: with the pipelined harness a sample's
+    record is appended by the writer thread while the next sample already generates."""
+    deadline = time.monotonic() + timeout
+    wait_for_file(path, proc, timeout)
+    while path.read_bytes().count(b"\n") < n:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path.name} never reached {n} lines")
+        time.sleep(0.01)
+
+
 def wait_for_file(path: Path, proc=None, timeout: float = 300) -> None:
     """Until the process under test creates ``path`` (it does so when it reaches the point the test
     needs): synchronisation on that event; the short pause between looks is only a poll interval."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for_file
+from conftest import wait_for_file, wait_for_lines
 from magbench.record import SampleRecord
 from magbench.store import RunDir
 
@@ -169,7 +169,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_redoing_finished_samples(s
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_file(gate / "reached-synthetic_001_tilt", proc)  # tilt half generated
-        wait_for_file(out / "samples.jsonl", proc)  # pan recorded (by the writer thread, while tilt generates)
+        wait_for_lines(out / "samples.jsonl", 1, proc)  # pan recorded (by the writer thread, while tilt generates)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

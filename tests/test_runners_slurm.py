@@ -6,7 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
-from conftest import wait_for_file
+from conftest import wait_for_file, wait_for_lines
 from magbench.harness import RunConfig
 from magbench.locking import holder_pid
 from magbench.runners.slurm import SlurmOptions, submit, wait
@@ -34,6 +34,7 @@ def test_preempted_task_is_requeued_and_reruns_only_what_its_shard_has_left(synt
     shard1 = out / "samples.1-of-2.jsonl"  # tilt, then dolly
     reached = gate / "reached-synthetic_002_dolly"
     wait_for_file(reached)  # the task writes it when it stops in dolly
+    wait_for_lines(shard1, 1)  # tilt's record (the pipeline's writer appends it while dolly runs)
     assert shard1.read_text().count("\n") == 1, "the signal must land while the shard is half done"
     os.kill(holder_pid(out, shard1.name), signal.SIGUSR2)  # what SLURM sends before preempting (sbatch --signal=USR2@...)
 
