@@ -186,6 +186,7 @@ def run_method(
         raise MagbenchError(f"method {label!r} produced {produced} frames; {info.num_target} were asked for")
     if not kv_per_block:
         kv_per_block.append(int(timer.call("memory_bytes", method.memory_bytes)))
+    host_end = int(timer.call("memory_bytes", method.host_memory_bytes))
     generated = torch.cat(blocks)
     if not torch.isfinite(generated).all():
         bad = (~torch.isfinite(generated)).flatten(1).any(1).nonzero().flatten().tolist()
@@ -221,6 +222,7 @@ def run_method(
         **mem.summary(),
         "peak_rss_bytes": rss.peak,
         "kv_bytes_end": kv_per_block[-1],
+        "host_bytes_end": host_end,
         "kv_bytes_peak": max(kv_per_block),
         "kv_bytes_per_block": kv_per_block if frames_per_block else [],
         "frames_per_block": frames_per_block,

@@ -6,7 +6,8 @@ A method is streaming. For each sample the harness calls::
     method.memorize(context)          # T x 3 x H x W float in [0, 1]: the frames it has seen
     for block in method.generate(n):  # yields k x 3 x H x W blocks as they are produced
         ...                           # the harness times each block
-    method.memory_bytes()             # bytes its memory (KV cache, ...) holds now
+    method.memory_bytes()             # bytes its memory (KV cache, ...) holds now, on the device
+    method.host_memory_bytes()        # and in host RAM (0 unless memory is offloaded)
 
 A complete method in 20 lines::
 
@@ -205,6 +206,12 @@ class Method(ABC):
 
     def memory_bytes(self) -> int:
         """Bytes held by the method's memory of the video so far (its KV cache, say)."""
+        return 0
+
+    def host_memory_bytes(self) -> int:
+        """Bytes of that memory held in host (CPU) RAM rather than on the device (a cache
+        offloaded or kept for retrieval, as LongLive-RAG's evicted frames): read once at the end
+        of each sample and recorded as ``memory.host_bytes_end`` beside ``kv_bytes_end``."""
         return 0
 
     def weights_needed(self) -> list[HubArtifact]:

@@ -98,7 +98,8 @@ class MemoryUsage:
     kv_bytes_peak: int | None = None
     kv_bytes_per_block: list[int] = field(default_factory=list)
     frames_per_block: list[int] = field(default_factory=list)
-    host_bytes_end: int | None = None  # memory a method keeps in host RAM (self-reported), if any
+    host_bytes_end: int | None = None  # memory a method keeps in host RAM (Method.host_memory_bytes)
+    host_bytes_per_block: list[int] = field(default_factory=list)  # long-video: host RAM against length
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -310,6 +310,7 @@ EFFICIENCY = [
     ("peak RSS", "peak_rss_bytes", "asc", fmt.nbytes, "peak host memory"),
     ("KV end", "kv_bytes_end_mean", "asc", fmt.nbytes, "memory (KV cache) held at the end, mean"),
     ("KV peak", "kv_bytes_peak", "asc", fmt.nbytes, "largest memory (KV cache) held"),
+    ("host memory end", "host_bytes_end_mean", "asc", fmt.nbytes, "memory the method holds in host RAM at the end (offloaded or retrieval store), mean; 0 for memories on the device only"),
 ]
 
 

@@ -69,6 +69,9 @@ Columns (stable; names only ever get added):
 ``peak_rss_bytes``          max over samples of peak host memory
 ``kv_bytes_end_mean``       mean over samples of the method's memory (KV cache) at the end
 ``kv_bytes_peak``           max over samples of that memory's peak
+``host_bytes_end_mean``     mean over samples of the memory the method holds in host RAM at the
+                            end (``Method.host_memory_bytes``; 0 for device-only memories, NaN in
+                            records written before it was recorded)
 ``<key>_mean_all_finished`` mean over every sample the row finished (``n_samples``), for reference
                             only: rows with different failures are not comparable on it
 ==========================  ==========================================================================
@@ -124,7 +127,7 @@ ID_COLUMNS = [
 TERMINAL_KEYS = ("lpips", "psnr", "ssim")
 EFFICIENCY_COLUMNS = [
     "fps_mean", "fps_ci_low", "fps_ci_high", "first_block_s_mean", "block_p50_s", "block_p95_s",
-    "peak_vram_bytes", "peak_rss_bytes", "kv_bytes_end_mean", "kv_bytes_peak",
+    "peak_vram_bytes", "peak_rss_bytes", "kv_bytes_end_mean", "kv_bytes_peak", "host_bytes_end_mean",
     "e2e_fps_mean", "e2e_fps_ci_low", "e2e_fps_ci_high", "peak_reserved_bytes", "device_growth_bytes_mean",
 ]
 
@@ -279,8 +282,10 @@ def build(
     primaries: dict[tuple[str, str], str | None] = {}
     for c in comparisons:
         here = _keys_with_values(frame[[g.comparison == c for g in groups]], keys)
-        primaries[c] = primary if primary in here else choose_primary(keys, None, here)
-    overall = primary or choose_primary(keys, None, valued)
+        task = next(g.first.task for g in groups if g.comparison == c)  # one task per comparison (its protocol)
+        primaries[c] = primary if primary in here else choose_primary(keys, None, here, task=task)
+    chosen = set(primaries.values())
+    overall = primary or (chosen.pop() if len(chosen) == 1 else choose_primary(keys, None, valued))
     order = _sort_order(frame, [primaries[g.comparison] for g in groups], info)
     frame = frame.iloc[order].reset_index(drop=True)
     groups = [groups[i] for i in order]
@@ -509,6 +514,7 @@ def _row(group: Group, keys: Sequence[str], n_resamples: int, seed: int) -> dict
         peak_rss_bytes=_max([m.peak_rss_bytes for m in memory]),
         kv_bytes_end_mean=_mean([m.kv_bytes_end for m in memory]),
         kv_bytes_peak=_max([m.kv_bytes_peak for m in memory]),
+        host_bytes_end_mean=_mean([m.host_bytes_end for m in memory]),
     )
     e2e, e2e_low, e2e_high = bootstrap_ci([t.e2e_fps for t in timing], n_resamples, seed=seed)
     row.update(

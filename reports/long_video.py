@@ -139,6 +139,7 @@ def at_length(record: SampleRecord, every_seconds: float) -> list[dict[str, Any]
         rows.append({
             "video_s": end / FPS, "frames": end, "gen_fps": (end - prev) / dt if dt > 0 else None,
             "kv_bytes": mem.kv_bytes_per_block[block] if mem.kv_bytes_per_block else None,
+            "host_bytes": mem.host_bytes_per_block[block] if mem.host_bytes_per_block else None,
             "device_allocated_bytes": alloc[block] if alloc else None,
             "device_peak_bytes": peak[block] if peak else None,
         })
@@ -170,12 +171,16 @@ def efficiency_table(runs: Sequence[MethodRun], every_seconds: float = 30.0) -> 
                        f"{rec.timing.fps or float('nan'):.2f}, time to first block {first if first is not None else float('nan'):.2f} s, "
                        f"windows at >= 16 fps: {'' if part.realtime_fraction is None else f'{100 * part.realtime_fraction:.0f} %'}")
             out.append("")
-            out.append("| video s | frames | gen FPS (span) | memory GiB (method) | device allocated GiB | device peak GiB |")
-            out.append("| --- | --- | --- | --- | --- | --- |")
-            for row in at_length(rec, every_seconds):
+            rows = at_length(rec, every_seconds)
+            host = any(row["host_bytes"] for row in rows)  # a column only for memories in host RAM
+            out.append("| video s | frames | gen FPS (span) | memory GiB (method) |" + (" host RAM GiB |" if host else "")
+                       + " device allocated GiB | device peak GiB |")
+            out.append("| --- " * (6 + host) + "|")
+            for row in rows:
                 fps = "" if row["gen_fps"] is None else f"{row['gen_fps']:.2f}"
                 out.append(f"| {row['video_s']:.1f} | {row['frames']} | {fps} | {_gib(row['kv_bytes'])} | "
-                           f"{_gib(row['device_allocated_bytes'])} | {_gib(row['device_peak_bytes'])} |")
+                           + (f"{_gib(row['host_bytes'])} | " if host else "")
+                           + f"{_gib(row['device_allocated_bytes'])} | {_gib(row['device_peak_bytes'])} |")
             out.append("")
     return "\n".join(out)
 
@@ -234,13 +239,16 @@ def memory_chart(runs: Sequence[MethodRun], path: Path) -> None:
             if m is None or not m.frames_per_block:
                 continue
             secs = [f / FPS for f in m.frames_per_block]
-            ax_kv.plot(secs, [b / GIB for b in m.kv_bytes_per_block], label=f"{run.label} {rec.sample_id}")
+            line, = ax_kv.plot(secs, [b / GIB for b in m.kv_bytes_per_block], label=f"{run.label} {rec.sample_id}")
+            if any(m.host_bytes_per_block):  # a memory offloaded to host RAM (LongLive-RAG's store)
+                ax_kv.plot(secs, [b / GIB for b in m.host_bytes_per_block], linestyle="--", color=line.get_color(),
+                           label=f"{run.label} {rec.sample_id} (host RAM)")
             alloc = getattr(p, "device_allocated_per_block", None)
             if alloc:
                 ax_dev.plot(secs, [b / GIB for b in alloc], label=f"{run.label} {rec.sample_id}")
     if not ax_dev.lines:
         ax_dev.text(0.5, 0.5, "not measured (no CUDA device)", ha="center", va="center", transform=ax_dev.transAxes)
-    ax_kv.set_title("method memory (memory_bytes)")
+    ax_kv.set_title("method memory (memory_bytes; dashed: host RAM)")
     ax_dev.set_title("device memory allocated (CUDA)")
     for ax in (ax_kv, ax_dev):
         ax.set_xlabel("generated video (s)")

@@ -237,17 +237,30 @@ def metric_keys(runs: Sequence[Run]) -> list[str]:
     return keys
 
 
-def choose_primary(keys: Sequence[str], requested: str | None = None, with_values: Iterable[str] | None = None) -> str | None:
-    """The ranking metric: ``requested`` if given, else the first of :data:`PRIMARY_PREFERENCE`
-    among ``with_values`` (the keys that have a value; default: all ``keys``), else the first
-    key with a value; None when no key has one."""
+def choose_primary(keys: Sequence[str], requested: str | None = None, with_values: Iterable[str] | None = None,
+                   task: str | None = None) -> str | None:
+    """The ranking metric: ``requested`` if given, else ``task``'s own ``primary_metric`` (the
+    recall tasks rank by recall PSNR, long video by VBench-Long subject consistency), else the
+    first of :data:`PRIMARY_PREFERENCE`, each only among ``with_values`` (the keys that have a
+    value; default: all ``keys``), else the first key with a value; None when no key has one."""
     if requested:
         return requested
     have = list(keys) if with_values is None else [k for k in keys if k in set(with_values)]
-    for k in PRIMARY_PREFERENCE:
+    for k in (*_task_primary(task), *PRIMARY_PREFERENCE):
         if k in have:
             return k
     return have[0] if have else None
+
+
+def _task_primary(task: str | None) -> tuple[str, ...]:
+    """The registered task's ranking metric (none for the replay task's default order or a task
+    whose plugin is not installed here: its runs still rank, by the general order)."""
+    from magbench.tasks import TASKS
+
+    if not task or task not in TASKS:
+        return ()
+    primary = TASKS.get(task).primary_metric
+    return (primary,) if primary else ()
 
 
 def higher_is_better(key: str, key_info: dict[str, dict[str, Any]]) -> bool | None:

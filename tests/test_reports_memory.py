@@ -82,3 +82,21 @@ def test_report_shows_curves_rate_distortion_and_block_table(runs, tmp_path):
     table = html_lib.unescape(re.sub(r"<[^>]+>", " ", table[: table.index("</table>")]))
     assert "MAG memory model alone" in table and "reported in the paper (not measured)" in table
     assert "34.81" in table and "35" in table
+
+
+def test_the_leaderboard_ranks_a_memory_task_by_its_own_primary_metric_recall_psnr(tmp_path):
+    """The CLI's leaderboard and the HTML agree: a memory task ranks by recall PSNR (the task's
+    ``primary_metric``), not by whichever key a record happens to list first."""
+    from magbench.reports.leaderboard import leaderboard
+
+    task = "memory-recall"
+    # memory_bytes_per_frame first in every record: the fewest bytes would win if it ranked.
+    for method, psnr, nbytes in (("small", 12.0, 10.0), ("big", 30.0, 5000.0)):
+        run = _write_run(tmp_path, method, "method", task, [psnr] * BLOCKS, nbytes)
+        lines = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+        for rec in lines:
+            rec["metrics"] = {"memory_bytes_per_frame": nbytes, "recall_psnr": rec["metrics"]["recall_psnr"]}
+        (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    df = leaderboard(sorted(tmp_path.iterdir()))
+    assert df.attrs["primary"] == "recall_psnr"
+    assert list(df["method"]) == ["big", "small"]

@@ -220,6 +220,21 @@ def test_a_bounded_methods_memory_is_flat_over_length_while_full_historys_grows(
     assert grows[-1] > kv["self-forcing"][-1]
 
 
+def test_a_host_memory_grows_with_length_beside_a_flat_device_cache_longlive_rag(tmp_path):
+    """LongLive-RAG keeps what its device cache evicts in host RAM: the record shows both, per
+    block, so the memory-against-length plot tells an offloaded memory from a bounded one."""
+    cfg = RunConfig(method="longlive-rag", task="long-video", dataset="prompts", out=tmp_path / "rag", device="cpu",
+                    method_options={"config": "tiny", "random_weights": True, "resolution": [16, 16],
+                                    "cache_frames": 6, "memory_frames": 2, "recent_exclude": 1, "descriptor": "avg-pool"},
+                    task_options={"frames": 57, "score": False}, limit=1)
+    r = Harness(cfg).run(progress=False).records[0]
+    assert r.ok, r.error
+    host, kv = r.memory.host_bytes_per_block, r.memory.kv_bytes_per_block
+    assert len(host) == len(kv) == len(r.memory.frames_per_block) and r.memory.host_bytes_end == host[-1]
+    assert host[0] == 0 and host[-1] > 0 and all(b >= a for a, b in zip(host, host[1:]))
+    assert len(set(kv[2:])) == 1  # the device cache is full and stays so
+
+
 def test_the_prefix_of_a_long_generation_is_the_short_generation_mag_tiny():
     """What scoring the first 81 frames as "the 5 s video" rests on: a causal generator's first
     blocks do not depend on how many follow (same prompt and seed)."""

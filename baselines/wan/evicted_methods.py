@@ -134,8 +134,8 @@ class LongLiveRag(_WanMethod):
 
     Timing: the encoder runs in each block's commit, host transfers (device to host on eviction,
     host to device on retrieval) in its passes: both inside the timed block. ``memory_bytes`` is
-    the device cache; the host store is :meth:`host_memory_bytes` (and ``host_bytes_end`` in the
-    sample's ``method_extras``).
+    the device cache; the host store is :meth:`host_memory_bytes` (the record's
+    ``memory.host_bytes_end``, and per block in the long-video task).
 
     Context: LongLive-RAG's pipeline has no context path; as LongLive's (baselines.md 5.2), the
     context latents go block by block through the cache-update pass (t = 0, caption, slots of
@@ -207,4 +207,4 @@ class LongLiveRag(_WanMethod):
     def sample_extras(self) -> dict[str, Any]:
         if not hasattr(self, "memory"):
             return {}
-        return {"host_bytes_end": self.host_memory_bytes(), "retrieved_blocks": len(self.memory.selections)}
+        return {"retrieved_blocks": len(self.memory.selections)}

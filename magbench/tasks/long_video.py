@@ -102,6 +102,7 @@ class _Generated:
     block_frames: list[int] = field(default_factory=list)
     frames_per_block: list[int] = field(default_factory=list)
     kv: list[int] = field(default_factory=list)
+    host: list[int] = field(default_factory=list)  # Method.host_memory_bytes per block
     dev_alloc: list[int] = field(default_factory=list)
     dev_peak: list[int] = field(default_factory=list)
     stop_reason: str | None = None
@@ -229,6 +230,7 @@ class LongVideoTask(Task):
                 out.frames_u8.append(to_uint8_frames(block))  # 8 bits on the host: minutes of video fit
                 del block
                 out.kv.append(int(timer.call("memory_bytes", method.memory_bytes)))
+                out.host.append(int(timer.call("memory_bytes", method.host_memory_bytes)))
                 if cuda:
                     out.dev_alloc.append(int(torch.cuda.memory_allocated(device)))
                     out.dev_peak.append(int(torch.cuda.max_memory_allocated(device)))
@@ -300,6 +302,7 @@ class LongVideoTask(Task):
             device_growth_bytes=(gen.dev_alloc[-1] - harness.device_baseline) if cuda and harness.device_baseline is not None else None,
             kv_bytes_end=gen.kv[-1] if gen.kv else None, kv_bytes_peak=max(gen.kv) if gen.kv else None,
             kv_bytes_per_block=list(gen.kv), frames_per_block=list(gen.frames_per_block),
+            host_bytes_end=gen.host[-1] if gen.host else None, host_bytes_per_block=list(gen.host),
         )
         if cuda:
             record.memory.peak_device_reserved_bytes = int(torch.cuda.max_memory_reserved(harness.device))
