@@ -7,55 +7,16 @@ import pytest
 import torch
 
 from magbench.errors import MagbenchError, MissingWeightsError
-from magbench.method import SampleInfo
 from magbench.registry import METHODS
 
-import magbench.baselines.wan  # noqa: F401  (registers the methods)
+from _wan_drive import H, N_CTX, N_TGT, W
+from _wan_drive import frames as _frames
+from _wan_drive import run_like_harness as _run
+from _wan_drive import sample as _sample
+from _wan_drive import spy_commits as _spy_commits
+from _wan_drive import tiny_method as _method
 
 NAMES = ["rolling-forcing", "infinity-rope"]
-H, W = 16, 32
-N_CTX, N_TGT = 21, 24  # 2 context blocks (6 latent frames), 2 generated blocks
-
-
-def _method(name: str, tmp_path, **opts):
-    m = METHODS.get(name)(config="tiny", random_weights=True, resolution=[H, W], prompt_cache=str(tmp_path), **opts)
-    m.name = name
-    m.load("cpu", torch.float32)
-    return m
-
-
-def _sample(source: str = "generated", n_tgt: int = N_TGT) -> SampleInfo:
-    return SampleInfo("s0", "a red car drives along the coast", 5, H, W, 16.0, N_CTX, n_tgt, memory_source=source)
-
-
-def _frames(n: int, seed: int) -> torch.Tensor:
-    return torch.rand(n, 3, H, W, generator=torch.Generator().manual_seed(seed))
-
-
-def _spy_commits(m) -> list[torch.Tensor]:
-    """Every block the sampler's cache-update pass receives, in order."""
-    seen: list[torch.Tensor] = []
-    real = m.sampler.commit
-
-    def commit(clean):
-        seen.append(clean.detach().clone())
-        return real(clean)
-
-    m.sampler.commit = commit
-    return seen
-
-
-def _run(m, ctx, target, source: str):
-    """What the harness does: memorize, then each block, then (ground truth) its span."""
-    m.reset(_sample(source, target.shape[0]))
-    m.memorize(ctx)
-    out, produced = [], 0
-    for block in m.generate(target.shape[0]):
-        out.append(block)
-        if source == "ground-truth":
-            m.remember_ground_truth(target[produced : produced + block.shape[0]])
-        produced += block.shape[0]
-    return torch.cat(out)
 
 
 @pytest.mark.parametrize("source", ["generated", "ground-truth"])

@@ -38,7 +38,6 @@ class _ShiftWindow(_RotatesOnRead):
             )
         self.window_frames = window_frames
         self.sink_frames = sink_frames
-        self._read_k: list[torch.Tensor] = []
         super().__init__(num_layers, block_frames)
 
     def reset(self) -> None:
@@ -69,9 +68,7 @@ class _ShiftWindow(_RotatesOnRead):
 
     def _ensure(self, like: torch.Tensor, frames: int) -> None:
         super()._ensure(like, frames)
-        if len(self._read_k) != self.num_layers or self._read_k[0].shape != self._k[0].shape \
-                or self._read_k[0].dtype != like.dtype or self._read_k[0].device != like.device:
-            self._read_k = [torch.empty_like(kb) for kb in self._k]
+        self._ensure_read_k(like)
 
     def _evict(self, layer: int, first: int, count: int) -> None:
         """``count`` frames at buffer slots ``first ..`` leave the window (before the shift)."""
@@ -110,16 +107,6 @@ class _ShiftWindow(_RotatesOnRead):
             raise KeyError(f"{self.name}: slot {slot} is not held ({self._filled()} are)")
         ft = self._frame_tokens
         return self._k[layer][:, slot * ft : (slot + 1) * ft], self._v[layer][:, slot * ft : (slot + 1) * ft]
-
-    def allocated_bytes(self) -> int:
-        return super().allocated_bytes() + sum(t.numel() * t.element_size() for t in self._read_k)
-
-    def release(self) -> None:
-        super().release()
-        self._read_k = []
-
-    def buffers(self) -> list[torch.Tensor]:
-        return self._k + self._v + self._read_k
 
 
 class EMASinkWindow(_ShiftWindow):
@@ -314,11 +301,8 @@ class HostRetrievalWindow(_ShiftWindow):
     def _ensure(self, like: torch.Tensor, frames: int) -> None:
         _RotatesOnRead._ensure(self, like, frames)
         b, _, h, d = like.shape
-        tokens = self._capacity_read() * self._frame_tokens
-        shape = (b, tokens, h, d)
-        if len(self._read_k) != self.num_layers or tuple(self._read_k[0].shape) != shape \
-                or self._read_k[0].dtype != like.dtype or self._read_k[0].device != like.device:
-            self._read_k = [like.new_empty(shape) for _ in range(self.num_layers)]
+        shape = (b, self._capacity_read() * self._frame_tokens, h, d)
+        if self._ensure_read_k(like, shape):
             self._read_v = [like.new_empty(shape) for _ in range(self.num_layers)]
             self._prepared = set()
 

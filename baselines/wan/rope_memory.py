@@ -44,7 +44,29 @@ class _RotatesOnRead(KVMemory):
     def __init__(self, num_layers: int, block_frames: int = 3) -> None:
         self._rope: "Rope3D | None" = None
         self._grid: tuple[int, int] | None = None
+        # Per layer, the keys a pass attends, rotated: scratch beside K/V, counted as memory.
+        self._read_k: list[torch.Tensor] = []
         super().__init__(num_layers, block_frames)
+
+    def _ensure_read_k(self, like: torch.Tensor, shape: Sequence[int] | None = None) -> bool:
+        """The rotated-key buffers, one per layer, shaped as the K buffers (or ``shape``), in
+        ``like``'s dtype and device; True when they were (re)allocated."""
+        shape = tuple(self._k[0].shape) if shape is None else tuple(shape)
+        r = self._read_k
+        if len(r) == self.num_layers and tuple(r[0].shape) == shape and r[0].dtype == like.dtype and r[0].device == like.device:
+            return False
+        self._read_k = [like.new_empty(shape) for _ in range(self.num_layers)]
+        return True
+
+    def allocated_bytes(self) -> int:
+        return super().allocated_bytes() + sum(t.numel() * t.element_size() for t in self._read_k)
+
+    def release(self) -> None:
+        super().release()
+        self._read_k = []
+
+    def buffers(self) -> list[torch.Tensor]:
+        return super().buffers() + self._read_k
 
     def use_rope(self, rope: "Rope3D", grid: tuple[int, int]) -> None:
         self._rope, self._grid = rope, (int(grid[0]), int(grid[1]))
@@ -263,7 +285,6 @@ class BlockRelativeWindow(_RotatesOnRead):
             )
         self.window_frames = window_frames
         self.sink_frames = sink_frames
-        self._read: list[torch.Tensor] = []
         super().__init__(num_layers, block_frames)
 
     def reset(self) -> None:
@@ -303,9 +324,7 @@ class BlockRelativeWindow(_RotatesOnRead):
 
     def _ensure(self, like: torch.Tensor, frames: int) -> None:
         super()._ensure(like, frames)
-        if len(self._read) != self.num_layers or self._read[0].shape != self._k[0].shape or self._read[0].dtype != like.dtype \
-                or self._read[0].device != like.device:
-            self._read = [torch.empty_like(kb) for kb in self._k]
+        self._ensure_read_k(like)
 
     def attend(  # type: ignore[override]
         self, layer: int, k: torch.Tensor, v: torch.Tensor, raw_k: torch.Tensor
@@ -315,7 +334,7 @@ class BlockRelativeWindow(_RotatesOnRead):
         if layer == 0 or not self._k:
             self._ensure(k, self._capacity_frames(0))
         ft = self._frame_tokens
-        kb, vb, rb = self._k[layer], self._v[layer], self._read[layer]
+        kb, vb, rb = self._k[layer], self._v[layer], self._read_k[layer]
         kb[:, cur * ft : (cur + n) * ft] = raw_k
         vb[:, cur * ft : (cur + n) * ft] = v
         if cur:
@@ -346,16 +365,6 @@ class BlockRelativeWindow(_RotatesOnRead):
             raise KeyError(f"block-relative window: frame {frame} is not held (held: {self.kept_frames()})")
         ft = self._frame_tokens
         return self._k[layer][:, slot * ft : (slot + 1) * ft], self._v[layer][:, slot * ft : (slot + 1) * ft]
-
-    def allocated_bytes(self) -> int:
-        return super().allocated_bytes() + sum(t.numel() * t.element_size() for t in self._read)
-
-    def release(self) -> None:
-        super().release()
-        self._read = []
-
-    def buffers(self) -> list[torch.Tensor]:
-        return self._k + self._v + self._read
 
     @classmethod
     def from_reference(cls, num_layers: int, local_attn_size: int = 6, sink_size: int = 1, block_frames: int = 3) -> "BlockRelativeWindow":
