@@ -311,7 +311,7 @@ class Harness:
         key_info: dict[str, Any] = {}
         for m in self.metrics:
             key_info.update(m.key_info)
-        key_info.update(self.task.key_info)
+        key_info = self.task.manifest_key_info(key_info)
         cls = type(self.method)
         return {
             "run_id": self.run_dir.path.name,

@@ -107,6 +107,7 @@ from magbench.reports.runs import (
     metric_keys,
     protocol_labels,
     stopped_without_manifest,
+    task_primary_metric,
 )
 from magbench.reports.stats import N_RESAMPLES, SEED, bootstrap_ci, clean
 from magbench.reports.verdict import Entry, Verdict, verdict
@@ -280,17 +281,17 @@ def build(
         )
     comparisons = list(dict.fromkeys(g.comparison for g in groups))
     primaries: dict[tuple[str, str], str | None] = {}
+    tasks = {c: next(g.first.task for g in groups if g.comparison == c) for c in comparisons}  # one per comparison (its protocol)
     for c in comparisons:
         here = _keys_with_values(frame[[g.comparison == c for g in groups]], keys)
-        task = next(g.first.task for g in groups if g.comparison == c)  # one task per comparison (its protocol)
-        primaries[c] = primary if primary in here else choose_primary(keys, None, here, task=task)
+        primaries[c] = primary if primary in here else choose_primary(keys, None, here, task=tasks[c])
     chosen = set(primaries.values())
     overall = primary or (chosen.pop() if len(chosen) == 1 else choose_primary(keys, None, valued))
     order = _sort_order(frame, [primaries[g.comparison] for g in groups], info)
     frame = frame.iloc[order].reset_index(drop=True)
     groups = [groups[i] for i in order]
 
-    notes: list[str] = _ranking_notes(comparisons, primaries, primary, keys, valued) + _skipped_notes(runs, keys, valued)
+    notes: list[str] = _ranking_notes(comparisons, primaries, primary, tasks) + _skipped_notes(runs, keys, valued)
     if len(comparisons) > 1:
         listed = "; ".join(f"{d} / {p}" for d, p in comparisons)
         notes.append(
@@ -349,14 +350,17 @@ def _keys_with_values(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     return [k for k in keys if f"{k}_mean" in frame and frame[f"{k}_mean"].notna().any()]
 
 
-def _ranking_notes(comparisons, primaries, requested, keys, valued) -> list[str]:
+def _ranking_notes(comparisons, primaries, requested, tasks) -> list[str]:
     """Which metric ranks each comparison, where it is not the paper's best-match LPIPS."""
     notes = []
     for c in comparisons:
         k = primaries[c]
         where = f"{c[0]} / {c[1]}: " if len(comparisons) > 1 else ""
+        own = task_primary_metric(tasks[c])
         if k is None:
             notes.append(f"{where}no metric has a value: the rows are not ranked.")
+        elif k == own and k != requested and k != PRIMARY_PREFERENCE[0]:
+            notes.append(f"{where}{'r' if where else 'R'}anked by {k}, the {tasks[c]} task's primary metric (--primary picks another).")
         elif k != requested and k != PRIMARY_PREFERENCE[0]:
             before = PRIMARY_PREFERENCE[: PRIMARY_PREFERENCE.index(k)] if k in PRIMARY_PREFERENCE else PRIMARY_PREFERENCE
             notes.append(

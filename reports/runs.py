@@ -246,21 +246,21 @@ def choose_primary(keys: Sequence[str], requested: str | None = None, with_value
     if requested:
         return requested
     have = list(keys) if with_values is None else [k for k in keys if k in set(with_values)]
-    for k in (*_task_primary(task), *PRIMARY_PREFERENCE):
+    own = task_primary_metric(task)
+    for k in ((own,) if own else ()) + PRIMARY_PREFERENCE:
         if k in have:
             return k
     return have[0] if have else None
 
 
-def _task_primary(task: str | None) -> tuple[str, ...]:
-    """The registered task's ranking metric (none for the replay task's default order or a task
-    whose plugin is not installed here: its runs still rank, by the general order)."""
+def task_primary_metric(task: str | None) -> str | None:
+    """The registered task's ranking metric (None for a task whose plugin is not installed here:
+    its runs still rank, by the general order)."""
     from magbench.tasks import TASKS
 
     if not task or task not in TASKS:
-        return ()
-    primary = TASKS.get(task).primary_metric
-    return (primary,) if primary else ()
+        return None
+    return TASKS.get(task).primary_metric
 
 
 def higher_is_better(key: str, key_info: dict[str, dict[str, Any]]) -> bool | None:

@@ -201,6 +201,9 @@ def test_cli_run_long_video_on_the_builtin_prompts(tmp_path, tiny_backbones, cap
     (rec,) = RunDir(tmp_path / "cli").records()
     assert rec.task == "long-video" and "vbench_long_subject_consistency" in rec.metrics
     assert rec.part.window_gen_fps and "background_consistency_drift" in rec.extra
+    # The manifest describes the keys the records have: every metric key, no replay target keys.
+    info = RunDir(tmp_path / "cli").manifest()["key_info"]
+    assert set(rec.metrics) <= set(info) and not [k for k in info if k.endswith("_target")]
 
 
 # -- memory against length: the real Wan methods, tiny and random -------------------------------------

@@ -98,6 +98,10 @@ class Task(ABC):
         """The metric options the run uses, from ``--metric-opt`` (a task may add its own)."""
         return given
 
+    def manifest_key_info(self, metrics_info: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The manifest's ``key_info``: the metrics' keys as this task writes them, then its own."""
+        return {**metrics_info, **self.key_info}
+
     def identity(self) -> dict[str, Any]:
         """The task's part of the run's identity (a change means a different run)."""
         return {"name": self.name, "options": self.opts.to_dict() if self.opts is not None else {}}

@@ -127,6 +127,12 @@ class LongVideoTask(Task):
     primary_metric = "vbench_long_subject_consistency"
     default_metrics = CONSISTENCY + LONG_CONSISTENCY
 
+    def manifest_key_info(self, metrics_info: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # Text to video has no target segment (no ``*_target`` keys); the 5 s prefix writes ``*_5s``.
+        out = {k: v for k, v in metrics_info.items() if not k.endswith("_target")}
+        out.update({f"{k}_5s": dict(out[k]) for k in CONSISTENCY if k in out})
+        return super().manifest_key_info(out)
+
     def __init__(self, config: "RunConfig") -> None:
         super().__init__(config)
         if self.opts.frames is not None and self.opts.seconds is not None:
