@@ -48,3 +48,16 @@ def test_memory_reports_what_a_block_attends_to():
     assert mem.allocated_frames == 0 and mem.buffers() == []
     assert mem.plan(0, 3) == (2, 2)  # no sink yet: the block attends to itself only
     assert mem.attended_frames(0, 3) == 3
+
+
+def test_a_random_weight_model_built_on_the_meta_device_is_the_eagerly_built_one_bit_for_bit():
+    """``random_model`` skips PyTorch's default initialisation, which init_random overwrites for
+    every parameter (the global RNG it no longer consumes is reseeded per sample by the harness;
+    the samplers draw noise from their own generators)."""
+    from magbench.baselines.wan.model import CausalWan, WanConfig
+
+    fast = wan_method("self-forcing", **TINY).random_model(7)
+    eager = CausalWan(WanConfig.tiny()).init_random(7)
+    a, b = fast.state_dict(), eager.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert {p.device.type for p in fast.parameters()} == {"cpu"}
