@@ -223,13 +223,6 @@ class HostRetrievalWindow(_ShiftWindow):
     ) -> "HostRetrievalWindow":
         """The reference's ``model_kwargs`` as this policy (``local_budget = local_attn_size -
         sink_size - memory_size`` frames of the cache are attended)."""
-        local = local_attn_size - sink_size - memory_size
-        if not block_frames <= local <= local_attn_size - sink_size:
-            # Said in the options' own names (cache_frames, sink_frames, memory_frames), not the policy's.
-            raise MagbenchError(
-                f"host retrieval: cache_frames={local_attn_size} - sink_frames={sink_size} - memory_frames={memory_size} "
-                f"= {local} local frames; it must hold a block ({block_frames}): raise cache_frames or lower memory_frames"
-            )
         return cls(
             num_layers, window_frames=local_attn_size - sink_size - block_frames, sink_frames=sink_size,
             memory_frames=memory_size, recent_exclude=recent_exclude,

@@ -192,6 +192,12 @@ class LongLiveRag(_WanMethod):
         from magbench.baselines.wan.evicted_memory import HostRetrievalWindow
 
         o = self.opts
+        local = o.cache_frames - o.sink_frames - o.memory_frames
+        if local < BLOCK_FRAMES:  # refused in these options' names, before the policy's own check
+            raise MagbenchError(
+                f"{self.name}: cache_frames={o.cache_frames} - sink_frames={o.sink_frames} - memory_frames={o.memory_frames} "
+                f"= {local} local frames; they must hold a block ({BLOCK_FRAMES}): raise cache_frames or lower memory_frames"
+            )
         return HostRetrievalWindow.from_reference(
             num_layers, local_attn_size=o.cache_frames, sink_size=o.sink_frames, memory_size=o.memory_frames,
             recent_exclude=o.recent_exclude, block_frames=BLOCK_FRAMES,
